@@ -1,0 +1,77 @@
+"""DataLoaders for data layers: deterministic per-epoch order, sharding, resume.
+
+One sampler serves every case so a run is reproducible and resumable:
+- order depends only on ``(seed, epoch)``, never on the global RNG;
+- with a process group it shards like ``DistributedSampler`` (training pads
+  so every rank has the same number of batches; evaluation does not pad, so
+  each sample is seen exactly once across ranks);
+- ``skip`` drops the first samples of an epoch to resume mid-epoch.
+"""
+import math
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+
+class ShardedSampler(DistributedSampler):
+    """A ``DistributedSampler`` that can skip ahead and can leave shards unpadded."""
+
+    def __init__(self, dataset, num_replicas=1, rank=0, shuffle=True, seed=0,
+                 drop_last=False, pad=True):
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
+                         seed=seed, drop_last=drop_last)
+        self.pad = pad
+        self.skip = 0
+        if not pad and not drop_last:
+            total = len(dataset)
+            self.num_samples = len(range(rank, total, num_replicas))
+            self.total_size = total
+
+    def __iter__(self):
+        n = len(self.dataset)
+        if self.shuffle:
+            generator = torch.Generator()
+            generator.manual_seed(self.seed + self.epoch)
+            indices = torch.randperm(n, generator=generator).tolist()
+        else:
+            indices = list(range(n))
+        if self.drop_last:
+            indices = indices[: self.total_size]
+        elif self.pad and self.total_size > n:
+            repeats = math.ceil((self.total_size - n) / max(n, 1))
+            indices += (indices * repeats)[: self.total_size - n]
+        shard = indices[self.rank: self.total_size: self.num_replicas]
+        return iter(shard[self.skip:])
+
+    def __len__(self):
+        return max(self.num_samples - self.skip, 0)
+
+
+def make_dataloader(data_layer, seed=0, training=True, distributed=None):
+    """Build the DataLoader of ``data_layer`` for an action.
+
+    ``distributed`` is a ``DistributedContext`` (or None for one process).
+    """
+    world = distributed.world_size if distributed is not None else 1
+    rank = distributed.rank if distributed is not None else 0
+    sampler = ShardedSampler(
+        data_layer.dataset,
+        num_replicas=world,
+        rank=rank,
+        shuffle=bool(data_layer.shuffle) and training,
+        seed=seed,
+        drop_last=bool(data_layer.drop_last) and training,
+        pad=training,
+    )
+    generator = torch.Generator()
+    generator.manual_seed(seed)
+    return DataLoader(
+        data_layer.dataset,
+        batch_size=data_layer.batch_size,
+        sampler=sampler,
+        num_workers=data_layer.num_workers,
+        collate_fn=data_layer.collate_fn,
+        drop_last=bool(data_layer.drop_last) and training,
+        pin_memory=bool(data_layer.pin_memory) and torch.cuda.is_available(),
+        generator=generator,
+    )

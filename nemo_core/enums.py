@@ -1,0 +1,34 @@
+"""Enumerations shared by modules and the factory (kept apart to avoid import cycles)."""
+import enum
+
+
+class Backend(enum.Enum):
+    PyTorch = 1
+
+
+class DeviceType(enum.Enum):
+    """Where modules live. ``AllGpu``: one GPU per process (distributed)."""
+
+    CPU = 1
+    GPU = 2
+    AllGpu = 3
+
+
+class Optimization(enum.Enum):
+    """Precision levels, named after apex.amp's O0-O3 (see ``precision.py``)."""
+
+    mxprO0 = 0
+    mxprO1 = 1
+    mxprO2 = 2
+    mxprO3 = 3
+
+
+class ModelMode(enum.Enum):
+    train = 0
+    eval = 1
+
+
+class DeploymentFormat(enum.Enum):
+    PYTORCH = 0
+    TORCHSCRIPT = 1
+    ONNX = 2

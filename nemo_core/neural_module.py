@@ -1,0 +1,356 @@
+"""NeuralModule and its kinds: DataLayerNM, TrainableNM, NonTrainableNM, LossNM.
+
+A module declares typed ports (``input_ports`` / ``output_ports``). Calling it
+with keyword NmTensors records an edge of a DAG and checks port types right
+there; calling it with real tensors runs it eagerly. Every module records the
+arguments it was constructed with, so it can be written to and rebuilt from a
+YAML config.
+"""
+import collections
+import functools
+import inspect
+import itertools
+
+import torch
+
+from . import __version__ as _version
+from . import runtime
+from .checkpointing import load_state_file, save_atomic
+from .enums import DeviceType
+from .neural_types import (
+    NeuralModuleCallError,
+    NeuralPortMissingInputError,
+    NeuralPortNameMismatchError,
+    NeuralPortNmTensorMismatchError,
+)
+from .nm_tensor import ModuleCall, NmTensor
+from .utils.config_io import decode_value, dump_yaml, encode_value, load_yaml, locate
+
+_instance_counter = itertools.count()
+
+
+class StateDictMismatchError(RuntimeError):
+    """A checkpoint does not fit a module: lists every offending key."""
+
+    def __init__(self, path, module_name, missing, unexpected, mis_shaped):
+        self.path, self.missing, self.unexpected, self.mis_shaped = path, missing, unexpected, mis_shaped
+        lines = [f"Checkpoint {path} does not match {module_name}:"]
+        if missing:
+            lines.append(f"  missing keys ({len(missing)}): {', '.join(missing)}")
+        if unexpected:
+            lines.append(f"  unexpected keys ({len(unexpected)}): {', '.join(unexpected)}")
+        for key, got, want in mis_shaped:
+            lines.append(f"  mis-shaped key {key}: checkpoint {tuple(got)} vs module {tuple(want)}")
+        super().__init__("\n".join(lines))
+
+
+def _bind_arguments(signature, args, kwargs):
+    """Constructor arguments as a flat dict (defaults applied, **kwargs merged in)."""
+    bound = signature.bind(*args, **kwargs)
+    bound.apply_defaults()
+    config = collections.OrderedDict()
+    for name, value in list(bound.arguments.items())[1:]:  # drop self
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            config.update(value)
+        elif kind is inspect.Parameter.VAR_POSITIONAL:
+            if value:
+                raise TypeError(f"Cannot record *{name} positional arguments in a module config")
+        else:
+            config[name] = value
+    return config
+
+
+def _recording_init(init):
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self, *args, **kwargs):
+        outermost = "_init_config" not in self.__dict__
+        if outermost:
+            object.__setattr__(self, "_init_config", _bind_arguments(signature, (self,) + args, kwargs))
+        init(self, *args, **kwargs)
+        if outermost:
+            self._after_init()
+
+    wrapper._nemo_recording = True
+    return wrapper
+
+
+class NeuralModule:
+    """Base of all modules. Subclasses define ports and ``forward``."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        init = cls.__dict__.get("__init__")
+        if init is not None and not getattr(init, "_nemo_recording", False):
+            cls.__init__ = _recording_init(init)
+
+    def __init__(self, placement=None, name=None):
+        self._placement = placement if placement is not None else runtime.default_placement()
+        self._name = name or type(self).__name__
+        self._instance_id = next(_instance_counter)
+
+    def _after_init(self):
+        """Runs once the outermost constructor has finished (e.g. device moves)."""
+
+    # ----------------------------------------------------------------- ports
+    @property
+    def input_ports(self):
+        """Ordered dict: input port name -> NeuralType."""
+        return collections.OrderedDict()
+
+    @property
+    def output_ports(self):
+        """Ordered dict: output port name -> NeuralType."""
+        return collections.OrderedDict()
+
+    # ------------------------------------------------------------- identity
+    @property
+    def name(self):
+        return self._name
+
+    @property
+    def instance_id(self):
+        """Creation order in this process; used for stable checkpoint names."""
+        return self._instance_id
+
+    @property
+    def placement(self):
+        return self._placement
+
+    @property
+    def device(self):
+        return runtime.device_for(self._placement)
+
+    @property
+    def init_config(self):
+        """The constructor arguments this module was built with."""
+        return dict(self._init_config)
+
+    @property
+    def num_weights(self):
+        return 0
+
+    # --------------------------------------------------------------- calling
+    def __call__(self, *args, **kwargs):
+        if args:
+            raise NeuralModuleCallError(
+                f"{self.name} must be called with keyword arguments naming its input ports "
+                f"({', '.join(self.input_ports) or 'none'}); got {len(args)} positional argument(s)"
+            )
+        symbolic = [k for k, v in kwargs.items() if isinstance(v, NmTensor)]
+        if symbolic and len(symbolic) != len(kwargs):
+            eager = [k for k in kwargs if k not in symbolic]
+            raise NeuralModuleCallError(
+                f"{self.name} was called with NmTensors for {', '.join(symbolic)} and real "
+                f"values for {', '.join(eager)}; pass either only NmTensors (to build a DAG) "
+                "or only tensors (to run eagerly)"
+            )
+        if symbolic or not kwargs:
+            return self._wire(kwargs)
+        return self._eager_call(**kwargs)
+
+    def _wire(self, kwargs):
+        ports = self.input_ports
+        for port_name, tensor in kwargs.items():
+            if port_name not in ports:
+                raise NeuralPortNameMismatchError(self.name, port_name, ports)
+            result = ports[port_name].compare(tensor.ntype)
+            if not result.is_compatible:
+                raise NeuralPortNmTensorMismatchError(
+                    self.name, port_name, ports[port_name], tensor.ntype, result,
+                    given_from=f"{tensor.name!r} of {tensor.producer.name}",
+                )
+        missing = [p for p, t in ports.items() if not t.optional and p not in kwargs]
+        if missing:
+            raise NeuralPortMissingInputError(self.name, missing)
+        call = ModuleCall(self, kwargs)
+        call.outputs = tuple(NmTensor(call, port, t) for port, t in self.output_ports.items())
+        return call.outputs[0] if len(call.outputs) == 1 else call.outputs
+
+    def _eager_call(self, **kwargs):
+        raise NeuralModuleCallError(f"{self.name} cannot be run eagerly")
+
+    # ---------------------------------------------------------------- config
+    def export_to_config(self, path):
+        """Write ``{header, init_params}`` YAML that ``import_from_config`` rebuilds."""
+        cls = type(self)
+        params = {k: encode_value(v, f"{cls.__name__}.{k}") for k, v in self._init_config.items()}
+        dump_yaml(
+            {
+                "header": {"full_spec": f"{cls.__module__}:{cls.__qualname__}", "nemo_core_version": _version},
+                "init_params": params,
+            },
+            path,
+        )
+
+    @classmethod
+    def import_from_config(cls, path, overwrite_params=None):
+        """Build the module described by a config written by ``export_to_config``."""
+        data = load_yaml(path)
+        if not isinstance(data, dict) or "header" not in data or "init_params" not in data:
+            raise ValueError(f"{path} is not a module config: expected keys 'header' and 'init_params'")
+        spec = data["header"].get("full_spec")
+        try:
+            module_cls = locate(spec)
+        except (ImportError, AttributeError, ValueError) as err:
+            raise ValueError(f"{path}: cannot import module class {spec!r}: {err}") from err
+        if not (isinstance(module_cls, type) and issubclass(module_cls, cls)):
+            raise ValueError(f"{path} describes {spec}, which is not a {cls.__name__}")
+        params = decode_value(data["init_params"] or {})
+        params.update(overwrite_params or {})
+        return module_cls(**params)
+
+    def __repr__(self):
+        def ports(items):
+            return ", ".join(f"{k}: {v!r}" for k, v in items.items()) or "-"
+
+        return (
+            f"{type(self).__name__}(name={self.name!r}, placement={self._placement.name}, "
+            f"weights={self.num_weights:,}, inputs=[{ports(self.input_ports)}], "
+            f"outputs=[{ports(self.output_ports)}])"
+        )
+
+
+class _TorchNeuralModule(NeuralModule, torch.nn.Module):
+    """Shared machinery of modules that are ``torch.nn.Module``s."""
+
+    def __init__(self, placement=None, name=None):
+        torch.nn.Module.__init__(self)
+        NeuralModule.__init__(self, placement=placement, name=name)
+        self._frozen = False
+
+    def _after_init(self):
+        self.to(self.device)
+
+    def _eager_call(self, **kwargs):
+        return torch.nn.Module.__call__(self, **kwargs)
+
+    __hash__ = torch.nn.Module.__hash__
+
+    @property
+    def num_weights(self):
+        """Number of trainable (requires_grad) parameters."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @property
+    def is_frozen(self):
+        return self._frozen
+
+    def freeze(self, weights=None):
+        """Stop gradients for all weights (or only the named ones)."""
+        for name, param in self.named_parameters():
+            if weights is None or name in weights:
+                param.requires_grad_(False)
+        self._frozen = weights is None
+
+    def unfreeze(self, weights=None):
+        for name, param in self.named_parameters():
+            if weights is None or name in weights:
+                param.requires_grad_(True)
+        self._frozen = False
+
+    def save_to(self, path):
+        """Plain ``torch.save(state_dict)``: the NGC NeMo 0.x checkpoint format."""
+        save_atomic(self.state_dict(), path)
+
+    def restore_from(self, path, local_rank=None):
+        """Load a plain state_dict; every key and shape must match.
+
+        ``local_rank`` is accepted for NeMo compatibility; tensors are always
+        mapped to this module's own device.
+        """
+        state = load_state_file(path, map_location=self.device)
+        if not isinstance(state, dict):
+            raise RuntimeError(f"Checkpoint {path} holds a {type(state).__name__}, not a state_dict")
+        if state and all(k.startswith("module.") for k in state):  # saved from a DDP wrapper
+            state = {k[len("module."):]: v for k, v in state.items()}
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        mis_shaped = [
+            (k, state[k].shape, own[k].shape)
+            for k in own
+            if k in state and hasattr(state[k], "shape") and state[k].shape != own[k].shape
+        ]
+        if missing or unexpected or mis_shaped:
+            raise StateDictMismatchError(path, self.name, missing, unexpected, mis_shaped)
+        self.load_state_dict(state)
+
+
+class TrainableNM(_TorchNeuralModule):
+    """A module with weights that actions optimise."""
+
+
+class NonTrainableNM(_TorchNeuralModule):
+    """A module whose weights (if any, e.g. filterbanks) are never optimised.
+
+    Gradients still flow through it to earlier trainable modules.
+    """
+
+    def _after_init(self):
+        super()._after_init()
+        for param in self.parameters():
+            param.requires_grad_(False)
+        self._frozen = True
+
+    def unfreeze(self, weights=None):
+        raise RuntimeError(f"{self.name} is a NonTrainableNM; its weights cannot be trained")
+
+
+class LossNM(_TorchNeuralModule):
+    """A module that computes a loss; its output is what actions optimise."""
+
+
+class DataLayerNM(NeuralModule):
+    """Wraps a ``torch.utils.data.Dataset``; has output ports only.
+
+    The DataLoader is made when an action runs (``make_dataloader``), sharded
+    with a ``DistributedSampler`` when a process group is active.
+    """
+
+    def __init__(self, batch_size=1, shuffle=True, num_workers=0, drop_last=False,
+                 pin_memory=False, placement=None, name=None):
+        super().__init__(placement=placement, name=name)
+        if int(batch_size) < 1:
+            raise ValueError(f"{type(self).__name__}: batch_size must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.shuffle = shuffle
+        self.num_workers = num_workers
+        self.drop_last = drop_last
+        self.pin_memory = pin_memory
+
+    @property
+    def dataset(self):
+        """The ``torch.utils.data.Dataset`` this layer reads."""
+        raise NotImplementedError(f"{type(self).__name__} must define the 'dataset' property")
+
+    @property
+    def collate_fn(self):
+        """Batching function for the DataLoader (None: torch's default)."""
+        return None
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def make_dataloader(self, seed=0, training=True, distributed=None):
+        """A fresh DataLoader for one action; see ``data_loading.make_dataloader``."""
+        from .data_loading import make_dataloader
+
+        return make_dataloader(self, seed=seed, training=training, distributed=distributed)
+
+    def _eager_call(self, **kwargs):
+        raise NeuralModuleCallError(
+            f"{self.name} is a data layer: call it with no arguments to get its output NmTensors"
+        )
+
+
+def torch_modules_of(modules):
+    return [m for m in modules if isinstance(m, torch.nn.Module)]
+
+
+__all__ = [
+    "NeuralModule", "DataLayerNM", "TrainableNM", "NonTrainableNM", "LossNM",
+    "StateDictMismatchError", "DeviceType",
+]
