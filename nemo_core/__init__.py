@@ -16,3 +16,13 @@ from .neural_types import *  # noqa: E402,F401,F403
 from .nm_tensor import NmTensor  # noqa: E402
 from .zeros_data_layer import ZerosDataLayer  # noqa: E402
 from . import tutorials  # noqa: E402
+from .callbacks import (  # noqa: E402
+    ActionCallback,
+    CheckpointCallback,
+    EvaluatorCallback,
+    SimpleLossLoggerCallback,
+)
+from .checkpointing import CheckpointError  # noqa: E402
+from .distributed import add_distributed_args  # noqa: E402
+from .factory import NeuralModuleFactory  # noqa: E402
+from . import optim  # noqa: E402

@@ -261,7 +261,10 @@ class _TorchNeuralModule(NeuralModule, torch.nn.Module):
         ``local_rank`` is accepted for NeMo compatibility; tensors are always
         mapped to this module's own device.
         """
-        state = load_state_file(path, map_location=self.device)
+        self.load_state_dict(self.checked_state_dict(load_state_file(path, map_location=self.device), path))
+
+    def checked_state_dict(self, state, path):
+        """``state`` if it fits this module exactly, else a ``StateDictMismatchError``."""
         if not isinstance(state, dict):
             raise RuntimeError(f"Checkpoint {path} holds a {type(state).__name__}, not a state_dict")
         if state and all(k.startswith("module.") for k in state):  # saved from a DDP wrapper
@@ -276,7 +279,7 @@ class _TorchNeuralModule(NeuralModule, torch.nn.Module):
         ]
         if missing or unexpected or mis_shaped:
             raise StateDictMismatchError(path, self.name, missing, unexpected, mis_shaped)
-        self.load_state_dict(state)
+        return state
 
 
 class TrainableNM(_TorchNeuralModule):

@@ -1,0 +1,240 @@
+"""Callbacks: hooks the train action calls, and the three standard ones.
+
+A callback sees a ``TrainingState`` (step, epoch, the values of the tensors it
+asked for, the factory). It asks for tensors through ``tensors_needed``; the
+loop evaluates them only on the steps where some callback wants them.
+"""
+import logging
+import os
+import time
+
+import torch
+
+from . import checkpointing
+from .checkpointing import CheckpointError
+
+_logger = logging.getLogger("nemo_core")
+
+
+class ActionCallback:
+    """Base class; override any hook. All hooks get the ``TrainingState``."""
+
+    def tensors_needed(self, state):
+        """NmTensors whose values this callback wants at the coming step."""
+        return ()
+
+    def on_train_start(self, state):
+        pass
+
+    def on_train_end(self, state):
+        pass
+
+    def on_epoch_start(self, state):
+        pass
+
+    def on_epoch_end(self, state):
+        pass
+
+    def on_step_start(self, state):
+        pass
+
+    def on_step_end(self, state):
+        pass
+
+
+def _to_python(value):
+    if torch.is_tensor(value) and value.numel() == 1:
+        return value.item()
+    return value
+
+
+class SimpleLossLoggerCallback(ActionCallback):
+    """Every ``step_freq`` steps: log the first tensor (the loss), call
+    ``print_func(values)`` and write scalars to TensorBoard.
+
+    ``get_tb_values(values) -> [(tag, scalar), ...]`` chooses what to write
+    (default: ``("loss", values[0])``); ``log_to_tb_func(tb_writer, values, step)``
+    replaces the writing entirely.
+    """
+
+    def __init__(self, tensors, print_func=None, get_tb_values=None, log_to_tb_func=None,
+                 step_freq=25, tb_writer=None):
+        if not tensors:
+            raise ValueError("SimpleLossLoggerCallback needs at least one tensor")
+        self.tensors = list(tensors)
+        self.print_func = print_func
+        self.get_tb_values = get_tb_values
+        self.log_to_tb_func = log_to_tb_func
+        self.step_freq = max(int(step_freq), 1)
+        self.tb_writer = tb_writer
+        self._last_time = None
+
+    def _due(self, step):
+        return step % self.step_freq == 0
+
+    def tensors_needed(self, state):
+        return self.tensors if self._due(state.step) else ()
+
+    def on_train_start(self, state):
+        self._last_time = time.perf_counter()
+        self._last_step = state.step
+
+    def on_step_end(self, state):
+        step = state.step - 1  # the step just taken
+        if not self._due(step):
+            return
+        values = [state.values[t.unique_name] for t in self.tensors]
+        now = time.perf_counter()
+        step_time = (now - self._last_time) / max(state.step - self._last_step, 1)
+        self._last_time, self._last_step = now, state.step
+        state.logger.info("Step %d: loss %.5g, lr %.4g, %.3f s/step", step,
+                          float(_to_python(values[0])), state.lr, step_time)
+        if self.print_func is not None:
+            self.print_func(values)
+        writer = self.tb_writer if self.tb_writer is not None else state.tb_writer
+        if writer is None or not state.is_main:
+            return
+        if self.log_to_tb_func is not None:
+            self.log_to_tb_func(writer, values, step)
+            return
+        pairs = self.get_tb_values(values) if self.get_tb_values else [("loss", values[0])]
+        for tag, value in pairs:
+            writer.add_scalar(tag, float(_to_python(value)), step)
+        writer.add_scalar("lr", state.lr, step)
+        writer.add_scalar("step_time", step_time, step)
+
+
+class EvaluatorCallback(ActionCallback):
+    """Runs an eval DAG every ``eval_step`` steps and/or ``eval_epoch`` epochs,
+    and once at the end of training.
+
+    For each batch, ``user_iter_callback(tensors, global_vars)`` gets a dict
+    ``unique_name -> [value]``; then ``user_epochs_done_callback(global_vars)``
+    may return ``{tag: scalar}`` to log. With several processes the batches of
+    all ranks are gathered first (each sample exactly once) and the user
+    callbacks run on rank 0.
+    """
+
+    def __init__(self, eval_tensors, user_iter_callback, user_epochs_done_callback,
+                 tb_writer=None, eval_step=None, eval_epoch=None, eval_at_end=True):
+        if not eval_tensors:
+            raise ValueError("EvaluatorCallback needs eval_tensors")
+        self.eval_tensors = list(eval_tensors)
+        self.user_iter_callback = user_iter_callback
+        self.user_epochs_done_callback = user_epochs_done_callback
+        self.tb_writer = tb_writer
+        self.eval_step = eval_step
+        self.eval_epoch = eval_epoch
+        self.eval_at_end = eval_at_end
+        self._last_evaluated_step = None
+        self.history = []  # (step, results dict) on rank 0
+
+    def run(self, state):
+        """Evaluate now; returns the epochs-done results (rank 0) or None."""
+        self._last_evaluated_step = state.step
+        batches = state.evaluate(self.eval_tensors)
+        if not state.is_main:
+            return None
+        global_vars = {}
+        names = [t.unique_name for t in self.eval_tensors]
+        for batch in batches:
+            self.user_iter_callback(dict(zip(names, ([v] for v in batch))), global_vars)
+        results = self.user_epochs_done_callback(global_vars) or {}
+        writer = self.tb_writer if self.tb_writer is not None else state.tb_writer
+        if writer is not None:
+            for tag, value in results.items():
+                writer.add_scalar(tag, float(_to_python(value)), state.step)
+        self.history.append((state.step, results))
+        return results
+
+    def on_step_end(self, state):
+        if self.eval_step and state.step % self.eval_step == 0:
+            self.run(state)
+
+    def on_epoch_end(self, state):
+        if self.eval_epoch and (state.epoch + 1) % self.eval_epoch == 0 and self._last_evaluated_step != state.step:
+            self.run(state)
+
+    def on_train_end(self, state):
+        if self.eval_at_end and self._last_evaluated_step != state.step:
+            self.run(state)
+
+
+class CheckpointCallback(ActionCallback):
+    """Saves ``{Name}-STEP-{step}.pt`` per trainable module plus
+    ``trainer-STEP-{step}.pt`` every ``step_freq`` steps / ``epoch_freq``
+    epochs and at the end; resumes from the newest complete set in
+    ``load_from_folder`` (default: ``folder``) at the start.
+
+    A folder whose newest set is unreadable or does not fit the modules raises
+    an error naming the file when ``force_load`` is True; otherwise training
+    starts from scratch with a warning. Only the files this run wrote are
+    rotated (``checkpoints_to_keep``), so nothing older is ever deleted.
+    """
+
+    def __init__(self, folder=None, load_from_folder=None, step_freq=-1, epoch_freq=-1,
+                 checkpoints_to_keep=4, force_load=False):
+        self.folder = folder
+        self.load_from_folder = load_from_folder
+        self.step_freq = step_freq
+        self.epoch_freq = epoch_freq
+        self.checkpoints_to_keep = checkpoints_to_keep
+        self.force_load = force_load
+        self._written = []
+        self._last_saved_step = None
+
+    def _named(self, state):
+        return checkpointing.checkpoint_names(state.trainable_modules)
+
+    def on_train_start(self, state):
+        if self.folder is None:
+            self.folder = state.checkpoint_dir or "."
+        source = self.load_from_folder or self.folder
+        if not os.path.isdir(source):
+            if self.force_load:
+                raise CheckpointError(f"Checkpoint folder {source} does not exist")
+            return
+        named = self._named(state)
+        steps = checkpointing.complete_steps(source, named.values())
+        if not steps:
+            message = f"No complete checkpoint set in {source} for {sorted(named.values())}"
+            if self.force_load:
+                raise CheckpointError(message)
+            state.logger.info("%s; starting from scratch", message)
+            return
+        step = steps[-1]
+        try:
+            apply_weights, trainer_state = checkpointing.read_checkpoint(source, step, named)
+            state.load_trainer_state(trainer_state, apply_weights)
+        except Exception as err:
+            if self.force_load:
+                raise
+            state.logger.warning("Could not resume from %s step %d (%s); training starts from scratch",
+                                 source, step, err)
+            return
+        self._last_saved_step = state.step
+        state.logger.info("Resumed from %s at step %d (epoch %d)", source, state.step, state.epoch)
+
+    def _save(self, state):
+        if self._last_saved_step == state.step:
+            return
+        self._last_saved_step = state.step
+        if not state.is_main:
+            return
+        checkpointing.save_checkpoint(self.folder, state.step, self._named(state), state.trainer_state())
+        self._written.append(state.step)
+        state.logger.info("Saved checkpoint for step %d to %s", state.step, self.folder)
+        while self.checkpoints_to_keep > 0 and len(self._written) > self.checkpoints_to_keep:
+            checkpointing.delete_checkpoint(self.folder, self._written.pop(0), self._named(state).values())
+
+    def on_step_end(self, state):
+        if self.step_freq > 0 and state.step % self.step_freq == 0:
+            self._save(state)
+
+    def on_epoch_end(self, state):
+        if self.epoch_freq > 0 and (state.epoch + 1) % self.epoch_freq == 0:
+            self._save(state)
+
+    def on_train_end(self, state):
+        if self.step_freq > 0 or self.epoch_freq > 0:
+            self._save(state)

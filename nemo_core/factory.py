@@ -1,0 +1,120 @@
+"""NeuralModuleFactory: owns the run's device, precision, process group,
+seeding, logging and TensorBoard, and runs actions (train, eval, infer) on DAGs."""
+import os
+import random
+
+import torch
+
+from . import runtime
+from .actions.evaluate import evaluation_pass  # noqa: F401  (re-exported for callbacks)
+from .actions.infer import infer as _infer
+from .actions.train import train as _train
+from .callbacks import EvaluatorCallback
+from .distributed import DistributedContext, resolve_local_rank
+from .enums import Backend, DeploymentFormat, DeviceType, ModelMode, Optimization  # noqa: F401
+from .precision import Precision
+from .utils.logging_setup import make_logger
+
+
+def seed_everything(seed):
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:
+        pass
+
+
+class NeuralModuleFactory:
+    """Entry point of a script: create it first, then modules, then call an action.
+
+    ``placement=None`` picks GPU when CUDA is available (``AllGpu`` under a
+    multi-process launcher), else CPU. With ``random_seed`` a CPU run is
+    bit-for-bit repeatable.
+    """
+
+    def __init__(self, backend=Backend.PyTorch, local_rank=None, optimization_level=Optimization.mxprO0,
+                 placement=None, cudnn_benchmark=False, random_seed=None, log_dir=None,
+                 checkpoint_dir=None, create_tb_writer=False, tensorboard_dir=None):
+        if backend != Backend.PyTorch:
+            raise ValueError(f"Only Backend.PyTorch is supported, got {backend!r}")
+        local_rank = resolve_local_rank(local_rank)
+        if placement is None:
+            if torch.cuda.is_available():
+                placement = DeviceType.AllGpu if local_rank is not None else DeviceType.GPU
+            else:
+                placement = DeviceType.CPU
+        if placement != DeviceType.CPU and not torch.cuda.is_available():
+            raise RuntimeError(f"placement={placement.name} needs CUDA, which is not available")
+        self._placement = placement
+        self._distributed = DistributedContext.from_environment(local_rank, use_cuda=placement != DeviceType.CPU)
+        self._local_rank = self._distributed.local_rank
+        runtime.set_defaults(placement, self._local_rank)
+        self._device = runtime.device_for(placement, self._local_rank)
+        self._random_seed = random_seed
+        if random_seed is not None:
+            seed_everything(random_seed)
+        torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
+        self._optim_level = optimization_level
+        self.precision = Precision(optimization_level, self._device)
+        self._log_dir = log_dir
+        self._checkpoint_dir = checkpoint_dir or (os.path.join(log_dir, "checkpoints") if log_dir else None)
+        self._logger = make_logger(self.global_rank, log_dir, self._local_rank)
+        self._tb_writer = None
+        if create_tb_writer and self.is_main:
+            from tensorboardX import SummaryWriter
+
+            tensorboard_dir = tensorboard_dir or os.path.join(log_dir or ".", "tensorboard")
+            self._tb_writer = SummaryWriter(tensorboard_dir)
+        self._infer_cache = None
+        self._logger.info("NeuralModuleFactory: device %s, precision %s, world size %d",
+                          self._device, optimization_level.name, self.world_size)
+
+    # ------------------------------------------------------------ properties
+    logger = property(lambda self: self._logger)
+    tb_writer = property(lambda self: self._tb_writer)
+    placement = property(lambda self: self._placement)
+    device = property(lambda self: self._device)
+    optim_level = property(lambda self: self._optim_level)
+    checkpoint_dir = property(lambda self: self._checkpoint_dir)
+    random_seed = property(lambda self: self._random_seed)
+    distributed = property(lambda self: self._distributed)
+    global_rank = property(lambda self: self._distributed.rank)
+    local_rank = property(lambda self: self._local_rank)
+    world_size = property(lambda self: self._distributed.world_size)
+    is_main = property(lambda self: self._distributed.is_main)
+
+    # --------------------------------------------------------------- actions
+    def train(self, tensors_to_optimize, callbacks=None, optimizer="novograd", optimization_params=None,
+              lr_policy=None, batches_per_step=1, stop_on_nan_loss=False, gradient_predivide=False):
+        """Optimise the sum of ``tensors_to_optimize``; see ``actions/train.py``."""
+        return _train(self, tensors_to_optimize, callbacks=callbacks, optimizer=optimizer,
+                      optimization_params=optimization_params, lr_policy=lr_policy,
+                      batches_per_step=batches_per_step, stop_on_nan_loss=stop_on_nan_loss,
+                      gradient_predivide=gradient_predivide)
+
+    def eval(self, callbacks):
+        """Run each ``EvaluatorCallback`` once; returns their results (rank 0)."""
+        from .actions.state import TrainingState
+
+        state = TrainingState(self, None, [], lambda tensors: evaluation_pass(self, tensors), 1, 0)
+        results = []
+        for cb in callbacks:
+            if not isinstance(cb, EvaluatorCallback):
+                raise TypeError(f"eval() takes EvaluatorCallbacks, got {cb!r}")
+            results.append(cb.run(state))
+        return results
+
+    def infer(self, tensors, checkpoint_dir=None, ckpt_pattern="", verbose=True, cache=False,
+              use_cache=False, offload_to_cpu=True):
+        """Per tensor, the list of per-batch values over the data set."""
+        return _infer(self, tensors, checkpoint_dir=checkpoint_dir, ckpt_pattern=ckpt_pattern,
+                      verbose=verbose, cache=cache, use_cache=use_cache, offload_to_cpu=offload_to_cpu)
+
+    def clear_cache(self):
+        self._infer_cache = None
+
+    def sync_all_processes(self):
+        self._distributed.barrier()

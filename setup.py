@@ -1,0 +1,30 @@
+"""Packaging for nemo_core (framework) and nemo_asr (speech collection).
+
+torch is a range here so GPU users keep their own build; the README's install
+commands pin the CPU wheel (torch==2.13.0) for machines without a GPU.
+"""
+from setuptools import find_packages, setup
+
+EXTRAS = {
+    "test": ["pytest>=7", "numpy>=1.23"],
+    "asr": ["numpy>=1.23"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name="nemo-typed-modules",
+    version="0.1.0",
+    description="Typed neural modules wired into DAGs, with a speech-recognition collection",
+    long_description=open("README.rst", encoding="utf-8").read(),
+    long_description_content_type="text/x-rst",
+    packages=find_packages(include=["nemo_core", "nemo_core.*", "nemo_asr", "nemo_asr.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "torch>=2.1,<3",
+        "ruamel.yaml>=0.17",
+        "tensorboardX>=2.6",
+        "tqdm>=4.60",
+    ],
+    extras_require=EXTRAS,
+    classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
+)
