@@ -5,7 +5,8 @@ from .elements import ElementType, VoidType
 
 
 class NeuralType:
-    """Type of a port: ``axes`` (tuple of AxisType or short strings, or None for
+    """Type of a port: ``axes`` (tuple of AxisType, short strings such as ``'B'``
+    or ``(kind, size)`` pairs such as ``('D', 64)``; or None for
     a non-tensor/scalar value) and ``elements_type``.
 
     ``NeuralType()`` is the root type: a port declared with it accepts anything.
@@ -21,7 +22,7 @@ class NeuralType:
         if axes is not None:
             if isinstance(axes, (str, AxisType)):
                 axes = (axes,)
-            axes = tuple(a if isinstance(a, AxisType) else AxisType(a) for a in axes)
+            axes = tuple(_as_axis(a) for a in axes)
         self.axes = axes
         self.elements_type = elements_type
         self.optional = optional
@@ -61,6 +62,15 @@ class NeuralType:
         axes = "scalar" if self.axes is None else "(" + ", ".join(map(repr, self.axes)) + ")"
         opt = ", optional" if self.optional else ""
         return f"NeuralType({axes}, {self.elements_type!r}{opt})"
+
+
+def _as_axis(spec):
+    """An AxisType from an AxisType, a kind string, or a ``(kind, size)`` pair."""
+    if isinstance(spec, AxisType):
+        return spec
+    if isinstance(spec, tuple):
+        return AxisType(*spec)
+    return AxisType(spec)
 
 
 def _kinds_match(a, b):

@@ -27,8 +27,8 @@ def _import_path(obj):
     qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
     if module is None or qualname is None or "<" in qualname:
         return None
-    if module == "torch._C._VariableFunctions" or module.startswith("torch._C"):
-        module = "torch"
+    if module == "torch" and qualname.startswith("_VariableFunctionsClass."):
+        qualname = qualname.split(".", 1)[1]  # torch.cos and friends
     try:
         if locate(f"{module}:{qualname}") is obj:
             return f"{module}:{qualname}"
@@ -115,6 +115,7 @@ def decode_value(value):
 def _yaml():
     yaml = YAML(typ="safe")
     yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False  # port and argument order matter
     return yaml
 
 

@@ -1,0 +1,37 @@
+import os
+import socket
+import sys
+
+import pytest
+import torch
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPTS = os.path.join(REPO, "tests", "scripts")
+
+
+@pytest.fixture(autouse=True)
+def _cpu_defaults():
+    """Each test starts with CPU placement and no factory defaults left behind."""
+    from nemo_core import runtime
+    from nemo_core.enums import DeviceType
+
+    runtime.set_defaults(DeviceType.CPU, None)
+    torch.manual_seed(0)
+    yield
+    runtime.set_defaults(None, None)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def subprocess_env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = REPO + os.pathsep + env.get("PYTHONPATH", "")
+    env.setdefault("OMP_NUM_THREADS", "1")
+    return env
+
+
+PYTHON = sys.executable
