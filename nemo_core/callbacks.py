@@ -167,8 +167,9 @@ class CheckpointCallback(ActionCallback):
     ``load_from_folder`` (default: ``folder``) at the start.
 
     A folder whose newest set is unreadable or does not fit the modules raises
-    an error naming the file when ``force_load`` is True; otherwise training
-    starts from scratch with a warning. Only the files this run wrote are
+    an error naming the file when ``force_load`` is True; otherwise each bad
+    set is skipped with a warning naming the file, the newest good set is
+    used, and without one training starts from scratch. Only the files this run wrote are
     rotated (``checkpoints_to_keep``), so nothing older is ever deleted.
     """
 
@@ -202,18 +203,19 @@ class CheckpointCallback(ActionCallback):
                 raise CheckpointError(message)
             state.logger.info("%s; starting from scratch", message)
             return
-        step = steps[-1]
-        try:
-            apply_weights, trainer_state = checkpointing.read_checkpoint(source, step, named)
-            state.load_trainer_state(trainer_state, apply_weights)
-        except Exception as err:
-            if self.force_load:
-                raise
-            state.logger.warning("Could not resume from %s step %d (%s); training starts from scratch",
-                                 source, step, err)
+        for step in reversed(steps):
+            try:
+                apply_weights, trainer_state = checkpointing.read_checkpoint(source, step, named)
+                state.load_trainer_state(trainer_state, apply_weights)
+            except Exception as err:
+                if self.force_load:
+                    raise
+                state.logger.warning("Cannot resume from %s step %d: %s", source, step, err)
+                continue
+            self._last_saved_step = state.step
+            state.logger.info("Resumed from %s at step %d (epoch %d)", source, state.step, state.epoch)
             return
-        self._last_saved_step = state.step
-        state.logger.info("Resumed from %s at step %d (epoch %d)", source, state.step, state.epoch)
+        state.logger.warning("No usable checkpoint in %s; training starts from scratch", source)
 
     def _save(self, state):
         if self._last_saved_step == state.step:
