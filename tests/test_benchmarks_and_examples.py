@@ -1,0 +1,37 @@
+import json
+import os
+import subprocess
+import sys
+
+from conftest import PYTHON, REPO, subprocess_env
+
+sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+
+
+def test_framework_overhead_quick_mode_writes_json(tmp_path):
+    import framework_overhead
+
+    out = tmp_path / "fo.json"
+    result = framework_overhead.main(["--quick", "--out", str(out)])
+    saved = json.loads(out.read_text())
+    assert saved["quartznet15x5_weights"] == result["quartznet15x5_weights"] > 18_000_000
+    assert saved["overhead_ratio"] > 0 and saved["novograd_vs_adamw_ratio"] > 0
+
+
+def test_simplest_example_script_runs():
+    cmd = [PYTHON, os.path.join(REPO, "examples", "simplest_example.py"), "--max_steps", "1500"]
+    run = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    final = float(run.stdout.strip().splitlines()[-1].split()[-1])
+    assert final < 0.15
+    help_run = subprocess.run(cmd[:2] + ["--help"], env=subprocess_env(), capture_output=True, text=True)
+    assert "--optimizer" in help_run.stdout
+
+
+def test_ci_runs_the_readme_test_command():
+    with open(os.path.join(REPO, "README.rst")) as handle:
+        readme = handle.read()
+    with open(os.path.join(REPO, ".ci", "run")) as handle:
+        ci_lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    test_command = ci_lines[-1]
+    assert "pytest" in test_command and test_command in readme
