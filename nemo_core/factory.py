@@ -6,7 +6,7 @@ import random
 import torch
 
 from . import runtime
-from .actions.evaluate import evaluation_pass  # noqa: F401  (re-exported for callbacks)
+from .actions.evaluate import evaluation_pass
 from .actions.infer import infer as _infer
 from .actions.train import train as _train
 from .callbacks import EvaluatorCallback

@@ -16,7 +16,6 @@ import torch
 from . import __version__ as _version
 from . import runtime
 from .checkpointing import load_state_file, save_atomic
-from .enums import DeviceType
 from .neural_types import (
     NeuralModuleCallError,
     NeuralPortMissingInputError,
@@ -349,11 +348,7 @@ class DataLayerNM(NeuralModule):
         )
 
 
-def torch_modules_of(modules):
-    return [m for m in modules if isinstance(m, torch.nn.Module)]
-
-
 __all__ = [
     "NeuralModule", "DataLayerNM", "TrainableNM", "NonTrainableNM", "LossNM",
-    "StateDictMismatchError", "DeviceType",
+    "StateDictMismatchError",
 ]

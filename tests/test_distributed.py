@@ -24,10 +24,14 @@ def single_process(tmp_path, batch_size, batches_per_step=1):
 def two_processes(tmp_path, launcher, batch_size):
     out = tmp_path / f"ddp_{launcher}.json"
     if launcher == "torchrun":
-        prefix = ["-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={free_port()}"]
+        # c10d rendezvous, as a multi-node job would use it
+        prefix = ["-m", "torch.distributed.run", "--nnodes=1", "--nproc_per_node=2",
+                  "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{free_port()}", "--rdzv_id=test"]
     else:
         prefix = ["-m", "torch.distributed.launch", "--nproc_per_node=2", f"--master_port={free_port()}"]
     cmd = [PYTHON, *prefix, SCRIPT, "--out", str(out), "--batch_size", str(batch_size)]
+    if launcher == "launch":  # also cover dividing gradients before the all-reduce
+        cmd.append("--gradient_predivide")
     run = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(out.read_text())

@@ -15,6 +15,7 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=4)
     parser.add_argument("--max_steps", type=int, default=20)
     parser.add_argument("--batches_per_step", type=int, default=1)
+    parser.add_argument("--gradient_predivide", action="store_true")
     nemo_core.add_distributed_args(parser)
     args = parser.parse_args(argv)
 
@@ -39,6 +40,7 @@ def main(argv=None):
 
     evaluator = nemo_core.EvaluatorCallback([eval_loss, ex], per_batch, done)
     nf.train([loss], callbacks=[evaluator], optimizer="novograd", batches_per_step=args.batches_per_step,
+             gradient_predivide=args.gradient_predivide,
              optimization_params={"max_steps": args.max_steps, "lr": 0.01, "weight_decay": 0.001})
     if nf.global_rank == 0:
         _, summary = evaluator.history[-1]
