@@ -6,9 +6,9 @@ commands pin the CPU wheel (torch==2.13.0) for machines without a GPU.
 from setuptools import find_packages, setup
 
 EXTRAS = {
-    "test": ["pytest>=7", "numpy>=1.23"],
-    "asr": ["numpy>=1.23"],
+    "asr": ["numpy>=1.23", "soundfile>=0.12", "soxr>=0.3", "librosa>=0.10"],
 }
+EXTRAS["test"] = ["pytest>=7"] + EXTRAS["asr"]
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
 setup(

@@ -1,5 +1,22 @@
-"""nemo_asr: the speech-recognition collection (built on nemo_core's public API).
+"""nemo_asr: speech recognition with Jasper/QuartzNet CTC models on nemo_core.
 
-Empty until its issue lands: data layers, preprocessing, Jasper/QuartzNet, CTC.
+Module names and arguments follow NeMo 0.x, so its tutorial scripts run with
+``nemo.core`` replaced by ``nemo_core``, and NGC checkpoints load.
 """
 __version__ = "0.1.0"
+
+from . import helpers  # noqa: E402
+from .audio_preprocessing import (  # noqa: E402
+    AudioPreprocessing,
+    AudioToMelSpectrogramPreprocessor,
+    AudioToMFCCPreprocessor,
+    AudioToSpectrogramPreprocessor,
+    SpectrogramAugmentation,
+)
+from .data_layer import AudioToTextDataLayer  # noqa: E402
+from .greedy_ctc_decoder import GreedyCTCDecoder  # noqa: E402
+from .jasper import JasperDecoderForCTC, JasperEncoder  # noqa: E402
+from .losses import CTCLossNM  # noqa: E402
+from .metrics import char_error_rate, word_error_rate  # noqa: E402
+from .parts.audio import AudioLoadError  # noqa: E402
+from .parts.manifest import ManifestError  # noqa: E402

@@ -5,7 +5,9 @@ One sampler serves every case so a run is reproducible and resumable:
 - with a process group it shards like ``DistributedSampler`` (training pads
   so every rank has the same number of batches; evaluation does not pad, so
   each sample is seen exactly once across ranks);
-- ``skip`` drops the first samples of an epoch to resume mid-epoch.
+- ``skip`` drops the first samples of an epoch to resume mid-epoch;
+- with ``lengths`` and ``window`` each run of ``window`` consecutive indices
+  is sorted by length (bucketing), so batches hold similar lengths.
 """
 import math
 
@@ -17,11 +19,13 @@ class ShardedSampler(DistributedSampler):
     """A ``DistributedSampler`` that can skip ahead and can leave shards unpadded."""
 
     def __init__(self, dataset, num_replicas=1, rank=0, shuffle=True, seed=0,
-                 drop_last=False, pad=True):
+                 drop_last=False, pad=True, lengths=None, window=0):
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle,
                          seed=seed, drop_last=drop_last)
         self.pad = pad
         self.skip = 0
+        self.lengths = lengths
+        self.window = int(window)
         if not pad and not drop_last:
             total = len(dataset)
             self.num_samples = len(range(rank, total, num_replicas))
@@ -41,6 +45,10 @@ class ShardedSampler(DistributedSampler):
             repeats = math.ceil((self.total_size - n) / max(n, 1))
             indices += (indices * repeats)[: self.total_size - n]
         shard = indices[self.rank: self.total_size: self.num_replicas]
+        if self.lengths is not None and self.window > 1:
+            lengths = self.lengths
+            shard = [i for start in range(0, len(shard), self.window)
+                     for i in sorted(shard[start:start + self.window], key=lengths.__getitem__)]
         return iter(shard[self.skip:])
 
     def __len__(self):
@@ -62,6 +70,8 @@ def make_dataloader(data_layer, seed=0, training=True, distributed=None):
         seed=seed,
         drop_last=bool(data_layer.drop_last) and training,
         pad=training,
+        lengths=getattr(data_layer, "bucket_lengths", None),
+        window=getattr(data_layer, "bucket_batches", 0) * data_layer.batch_size,
     )
     generator = torch.Generator()
     generator.manual_seed(seed)

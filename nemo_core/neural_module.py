@@ -104,6 +104,15 @@ class NeuralModule:
         """Ordered dict: output port name -> NeuralType."""
         return collections.OrderedDict()
 
+    def output_ports_for(self, inputs):
+        """Output types for a call given its input NmTensors (default: ``output_ports``).
+
+        Type-preserving modules (e.g. augmentation) override this to pass the
+        exact input type (sizes included) through, so checks further down the
+        DAG still see it.
+        """
+        return self.output_ports
+
     # ------------------------------------------------------------- identity
     @property
     def name(self):
@@ -165,7 +174,7 @@ class NeuralModule:
         if missing:
             raise NeuralPortMissingInputError(self.name, missing)
         call = ModuleCall(self, kwargs)
-        call.outputs = tuple(NmTensor(call, port, t) for port, t in self.output_ports.items())
+        call.outputs = tuple(NmTensor(call, port, t) for port, t in self.output_ports_for(kwargs).items())
         return call.outputs[0] if len(call.outputs) == 1 else call.outputs
 
     def _eager_call(self, **kwargs):

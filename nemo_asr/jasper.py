@@ -1,0 +1,72 @@
+"""JasperEncoder and JasperDecoderForCTC: typed wrappers over ``parts/jasper.py``.
+
+State-dict keys equal NeMo 0.x's, so NGC checkpoints restore with ``restore_from``.
+"""
+import collections
+
+from nemo_core import EncodedRepresentation, LengthsType, LogprobsType, NeuralType, SpectrogramType, TrainableNM
+
+from .parts.jasper import CTCDecoderHead, JasperEncoderNet, ctc_log_probs, run_blocks
+
+
+class JasperEncoder(TrainableNM):
+    """Jasper BxR, Jasper DR, QuartzNet: blocks described by the ``jasper`` list.
+
+    The input port declares ``D = feat_in * frame_splicing``, so wiring it to a
+    preprocessor with another feature count fails on that line.
+    """
+
+    def __init__(self, jasper, activation, feat_in, normalization_mode="batch", residual_mode="add",
+                 norm_groups=-1, conv_mask=True, frame_splicing=1, init_mode="xavier_uniform",
+                 placement=None, name=None):
+        super().__init__(placement=placement, name=name)
+        self._feat_in = feat_in * frame_splicing
+        net = JasperEncoderNet(jasper, activation, feat_in, normalization_mode=normalization_mode,
+                               residual_mode=residual_mode, norm_groups=norm_groups, conv_mask=conv_mask,
+                               frame_splicing=frame_splicing, init_mode=init_mode)
+        self.encoder = net.encoder  # attribute name fixes the NGC key prefix "encoder."
+        self._out_channels = net.out_channels
+
+    @property
+    def input_ports(self):
+        return collections.OrderedDict(
+            audio_signal=NeuralType(("B", ("D", self._feat_in), "T"), SpectrogramType()),
+            length=NeuralType(("B",), LengthsType()),
+        )
+
+    @property
+    def output_ports(self):
+        return collections.OrderedDict(
+            outputs=NeuralType(("B", ("D", self._out_channels), "T"), EncodedRepresentation()),
+            encoded_lengths=NeuralType(("B",), LengthsType()),
+        )
+
+    def forward(self, audio_signal, length):
+        return run_blocks(self.encoder, audio_signal, length)
+
+
+class JasperDecoderForCTC(TrainableNM):
+    """1x1 conv to ``num_classes + 1`` (blank last) + log-softmax: (B, T, C) log-probs."""
+
+    def __init__(self, feat_in, num_classes, init_mode="xavier_uniform", placement=None, name=None):
+        super().__init__(placement=placement, name=name)
+        self._feat_in, self._num_classes = feat_in, num_classes
+        head = CTCDecoderHead(feat_in, num_classes, init_mode)
+        self.decoder_layers = head.decoder_layers
+
+    @property
+    def num_classes(self):
+        return self._num_classes
+
+    @property
+    def input_ports(self):
+        return collections.OrderedDict(
+            encoder_output=NeuralType(("B", ("D", self._feat_in), "T"), EncodedRepresentation()))
+
+    @property
+    def output_ports(self):
+        return collections.OrderedDict(
+            output=NeuralType(("B", "T", ("D", self._num_classes + 1)), LogprobsType()))
+
+    def forward(self, encoder_output):
+        return ctc_log_probs(self.decoder_layers, encoder_output)

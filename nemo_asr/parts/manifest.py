@@ -1,0 +1,85 @@
+"""JSON-lines manifests: ``{"audio_filepath", "duration", "text"[, "offset"]}``.
+
+Errors name the manifest and line. Relative audio paths resolve against the
+manifest's folder. Filtering by duration is counted and reported once.
+"""
+import collections
+import json
+import logging
+import os
+
+_logger = logging.getLogger("nemo_asr")
+
+ManifestEntry = collections.namedtuple("ManifestEntry", "audio_filepath duration text offset source")
+
+
+class ManifestError(ValueError):
+    """A manifest line is malformed; the message starts with ``file:line``."""
+
+
+def _parse_line(line, path, number, folder, require_text):
+    where = f"{path}:{number}"
+    try:
+        item = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from err
+    if not isinstance(item, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(item).__name__}")
+    required = ("audio_filepath", "duration") + (("text",) if require_text else ())
+    missing = [k for k in required if k not in item]
+    if missing:
+        raise ManifestError(f"{where}: missing key(s) {', '.join(missing)}")
+    audio = item["audio_filepath"]
+    if not isinstance(audio, str) or not audio:
+        raise ManifestError(f"{where}: audio_filepath must be a non-empty string")
+    duration, offset = item["duration"], item.get("offset", 0.0)
+    for key, value in (("duration", duration), ("offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+            raise ManifestError(f"{where}: {key} must be a non-negative number, got {value!r}")
+    text = item.get("text", "")
+    if not isinstance(text, str):
+        raise ManifestError(f"{where}: text must be a string, got {type(text).__name__}")
+    if not os.path.isabs(audio):
+        audio = os.path.normpath(os.path.join(folder, audio))
+    return ManifestEntry(audio, float(duration), text, float(offset), where)
+
+
+def read_manifests(manifest_filepath, min_duration=None, max_duration=None, require_text=True,
+                   check_files=True, skip_bad_files=False):
+    """Entries of one or several (comma-separated) manifests, in order."""
+    paths = [p.strip() for p in str(manifest_filepath).split(",") if p.strip()]
+    if not paths:
+        raise ManifestError("No manifest given")
+    entries, too_short, too_long, missing_files = [], [], [], []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ManifestError(f"Manifest {path} does not exist")
+        folder = os.path.dirname(os.path.abspath(path))
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if not line.strip():
+                    continue
+                entry = _parse_line(line, path, number, folder, require_text)
+                if min_duration is not None and entry.duration < min_duration:
+                    too_short.append(entry)
+                    continue
+                if max_duration is not None and entry.duration > max_duration:
+                    too_long.append(entry)
+                    continue
+                if check_files and not os.path.isfile(entry.audio_filepath):
+                    if not skip_bad_files:
+                        raise ManifestError(f"{entry.source}: audio file {entry.audio_filepath} does not exist")
+                    missing_files.append(entry)
+                    continue
+                entries.append(entry)
+    if too_short or too_long:
+        hours = sum(e.duration for e in too_short + too_long) / 3600
+        _logger.warning("Duration filter [%s, %s] s dropped %d utterance(s) (%d short, %d long; %.2f h) from %s",
+                        min_duration, max_duration, len(too_short) + len(too_long), len(too_short),
+                        len(too_long), hours, ", ".join(paths))
+    if missing_files:
+        _logger.warning("skip_bad_files: skipped %d missing audio file(s), first: %s", len(missing_files),
+                        missing_files[0].audio_filepath)
+    if not entries:
+        raise ManifestError(f"No utterances left in {', '.join(paths)} after filtering")
+    return entries
