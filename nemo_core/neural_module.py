@@ -159,7 +159,16 @@ class NeuralModule:
             return self._wire(kwargs)
         return self._eager_call(**kwargs)
 
+    def complete_inputs(self, inputs):
+        """Fill optional inputs the DAG already determines (default: none).
+
+        Called with the NmTensors given at wiring time; returns the inputs to
+        record. Modules use it to find, e.g., the lengths belonging to a tensor.
+        """
+        return inputs
+
     def _wire(self, kwargs):
+        kwargs = self.complete_inputs(dict(kwargs))
         ports = self.input_ports
         for port_name, tensor in kwargs.items():
             if port_name not in ports:
@@ -230,7 +239,9 @@ class _TorchNeuralModule(NeuralModule, torch.nn.Module):
         self._frozen = False
 
     def _after_init(self):
-        self.to(self.device)
+        # modules built under torch.device("meta") (shape inspection) stay there
+        if not any(t.is_meta for t in self.state_dict().values()):
+            self.to(self.device)
 
     def _eager_call(self, **kwargs):
         return torch.nn.Module.__call__(self, **kwargs)

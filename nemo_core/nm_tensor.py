@@ -43,6 +43,24 @@ class NmTensor:
         """The NmTensors given to the producing call, by input port name."""
         return self.call.inputs
 
+    def find_upstream(self, predicate, max_depth=3):
+        """Nearest NmTensor produced *alongside* one of this tensor's ancestors
+        (breadth-first, up to ``max_depth`` calls back) that satisfies ``predicate``."""
+        frontier, seen = [self], set()
+        for _ in range(max_depth):
+            next_frontier = []
+            for tensor in frontier:
+                for upstream in tensor.call.inputs.values():
+                    if upstream.call in seen:
+                        continue
+                    seen.add(upstream.call)
+                    matches = [t for t in upstream.call.outputs if t is not upstream and predicate(t)]
+                    if len(matches) == 1:
+                        return matches[0]
+                    next_frontier.append(upstream)
+            frontier = next_frontier
+        return None
+
     def __repr__(self):
         return f"NmTensor({self.name!r} from {self.call.module.name} call #{self.call.call_id}, {self.ntype!r})"
 
