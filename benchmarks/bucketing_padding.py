@@ -61,7 +61,7 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(HERE, "results", "bucketing_padding.json"))
     args = parser.parse_args(argv)
     if args.quick:
-        args.utterances, args.rounds, args.bucket_batches = 16, 1, 2
+        args.utterances, args.rounds, args.bucket_batches, args.batch_size = 8, 1, 2, 2
 
     nemo_core.NeuralModuleFactory(placement=nemo_core.DeviceType.CPU, random_seed=0)
     with open(CONFIG) as handle:

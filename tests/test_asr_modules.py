@@ -157,3 +157,22 @@ def test_encoder_config_errors_and_variants():
             assert out.shape == (2, 32, 40) and out_len.tolist() == [40, 30]
     heads = nemo_asr.JasperEncoder(jasper=[dict(block, separable=True, heads=4)], activation="relu", feat_in=16)
     assert heads(audio_signal=x, length=n)[0].shape == (2, 32, 40)
+
+
+def test_train_monitor_and_eval_helpers(caplog):
+    from nemo_asr.helpers import monitor_asr_train_progress, process_evaluation_batch, process_evaluation_epoch
+
+    blank = len(LABELS)
+    s, t, o, p = (LABELS.index(c) for c in "stop")
+    predictions = torch.tensor([[s, s, blank, t, o, o, blank, p, blank], [t, blank, blank, blank, blank, blank, blank, blank, blank]])
+    transcripts = torch.tensor([[s, t, o, p], [t, o, 0, 0]])
+    lengths = torch.tensor([4, 2])
+    with caplog.at_level("INFO", logger="nemo_asr"):
+        rate = monitor_asr_train_progress([torch.tensor(1.5), predictions, transcripts, lengths], labels=LABELS)
+    assert rate == 0.5 and "Prediction: stop" in caplog.text and "Reference: stop" in caplog.text
+    global_vars = {}
+    tensors = {"loss~~~x": [torch.tensor(2.0)], "predictions~~~y": [predictions],
+               "transcripts~~~z": [transcripts], "transcript_length~~~w": [lengths]}
+    process_evaluation_batch(tensors, global_vars, labels=LABELS)
+    results = process_evaluation_epoch(global_vars, tag="DEV")
+    assert results == {"Evaluation_Loss_DEV": 2.0, "Evaluation_WER_DEV": 0.5}

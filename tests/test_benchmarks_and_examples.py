@@ -18,6 +18,14 @@ def test_framework_overhead_quick_mode_writes_json(tmp_path):
     assert saved["overhead_ratio"] > 0 and saved["novograd_vs_adamw_ratio"] > 0
 
 
+def test_bucketing_benchmark_quick_mode(tmp_path):
+    import bucketing_padding
+
+    summary = bucketing_padding.main(["--quick", "--out", str(tmp_path / "b.json")])
+    assert json.loads((tmp_path / "b.json").read_text())["plain"]["padding_fraction"] == summary["plain"]["padding_fraction"]
+    assert summary["bucketed"]["padding_fraction"] <= summary["plain"]["padding_fraction"]
+
+
 def test_simplest_example_script_runs():
     cmd = [PYTHON, os.path.join(REPO, "examples", "simplest_example.py"), "--max_steps", "1500"]
     run = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=300)
