@@ -28,5 +28,6 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require=EXTRAS,
+    entry_points={"console_scripts": ["nemo-transcribe=nemo_asr.transcribe:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
 )

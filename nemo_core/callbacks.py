@@ -42,6 +42,10 @@ class ActionCallback:
         pass
 
 
+def _detached(value):
+    return value.detach() if torch.is_tensor(value) else value
+
+
 def _to_python(value):
     if torch.is_tensor(value) and value.numel() == 1:
         return value.item()
@@ -83,7 +87,7 @@ class SimpleLossLoggerCallback(ActionCallback):
         step = state.step - 1  # the step just taken
         if not self._due(step):
             return
-        values = [state.values[t.unique_name] for t in self.tensors]
+        values = [_detached(state.values[t.unique_name]) for t in self.tensors]
         now = time.perf_counter()
         step_time = (now - self._last_time) / max(state.step - self._last_step, 1)
         self._last_time, self._last_step = now, state.step

@@ -1,0 +1,79 @@
+#!/usr/bin/env python
+"""Evaluate a trained Jasper/QuartzNet: greedy WER, and with ``--lm_path``
+beam search fused with a KenLM n-gram model.
+
+    python examples/asr/jasper_infer.py --model_config examples/asr/configs/quartznet15x5.yaml \\
+        --eval_datasets dev_clean.json --load_dir checkpoints/ [--lm_path lm.binary --beam_width 64]
+
+``--save_logprobs out.pt`` stores per-utterance log-probs and references for
+``scripts/tune_lm_params.py``.
+"""
+import argparse
+import json
+import os
+
+import torch
+from ruamel.yaml import YAML
+
+import nemo_core
+from nemo_asr.inference import Recognizer, beam_search
+from nemo_asr.metrics import word_error_rate
+
+OPT_LEVELS = {"O0": nemo_core.Optimization.mxprO0, "O1": nemo_core.Optimization.mxprO1,
+              "O2": nemo_core.Optimization.mxprO2, "O3": nemo_core.Optimization.mxprO3}
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_config", required=True)
+    parser.add_argument("--eval_datasets", nargs="+", required=True)
+    parser.add_argument("--load_dir", required=True, help="folder with the module checkpoints")
+    parser.add_argument("--batch_size", type=int, default=16)
+    parser.add_argument("--amp_opt_level", default="O0", choices=sorted(OPT_LEVELS))
+    parser.add_argument("--lm_path", default=None, help="ARPA or KenLM binary model")
+    parser.add_argument("--beam_width", type=int, default=64)
+    parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
+    parser.add_argument("--beta", type=float, default=1.0, help="word insertion bonus")
+    parser.add_argument("--num_cpus", type=int, default=max(1, (os.cpu_count() or 1)))
+    parser.add_argument("--save_logprobs", default=None, help="write log-probs + references (.pt)")
+    parser.add_argument("--output", default=None, help="write per-dataset WERs as JSON")
+    nemo_core.add_distributed_args(parser)
+    return parser
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    with open(args.model_config) as handle:
+        cfg = YAML(typ="safe").load(handle)
+    nf = nemo_core.NeuralModuleFactory(local_rank=args.local_rank, optimization_level=OPT_LEVELS[args.amp_opt_level])
+    recognizer = Recognizer(cfg)
+    results, saved = {}, {}
+    for path in args.eval_datasets:
+        tag = os.path.splitext(os.path.basename(path))[0]
+        run = recognizer.run(nf, path, args.batch_size, args.load_dir)
+        greedy_wer = word_error_rate(run["hypotheses"], run["references"])[0]
+        results[tag] = {"utterances": len(run["references"]), "greedy_wer": greedy_wer}
+        nf.logger.info("%s: greedy WER %.2f%% over %d utterances", tag, 100 * greedy_wer, len(run["references"]))
+        if args.lm_path:
+            texts = beam_search(run["log_probs"], recognizer.labels, args.lm_path, args.beam_width,
+                                args.alpha, args.beta, num_cpus=args.num_cpus)
+            beam_wer = word_error_rate(texts, run["references"])[0]
+            results[tag].update(beam_wer=beam_wer, alpha=args.alpha, beta=args.beta, beam_width=args.beam_width)
+            nf.logger.info("%s: beam search + LM WER %.2f%% (alpha %.2f, beta %.2f, beam %d)", tag,
+                           100 * beam_wer, args.alpha, args.beta, args.beam_width)
+        saved[tag] = {"log_probs": run["log_probs"], "references": run["references"], "labels": recognizer.labels}
+    if nf.is_main:
+        print("\n| dataset | utterances | greedy WER | beam + LM WER |\n|---|---|---|---|")
+        for tag, row in results.items():
+            beam = f"{row['beam_wer'] * 100:.2f}%" if "beam_wer" in row else "-"
+            print(f"| {tag} | {row['utterances']} | {row['greedy_wer'] * 100:.2f}% | {beam} |")
+        if args.save_logprobs:
+            torch.save(saved, args.save_logprobs)
+        if args.output:
+            with open(args.output, "w") as handle:
+                json.dump(results, handle, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()

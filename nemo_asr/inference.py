@@ -1,0 +1,77 @@
+"""Build a recogniser from a model config + checkpoint folder and run it over
+manifests: shared by ``jasper_infer.py`` and ``transcribe``."""
+import math
+
+import torch
+
+import nemo_core
+
+from .data_layer import AudioToTextDataLayer
+from .greedy_ctc_decoder import GreedyCTCDecoder
+from .helpers import post_process_predictions, post_process_transcripts
+from .jasper import JasperDecoderForCTC, JasperEncoder
+from .audio_preprocessing import AudioToMelSpectrogramPreprocessor
+
+
+class Recognizer:
+    """Preprocessor + encoder + decoder from a NeMo-style model config."""
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self.labels = cfg["labels"]
+        self.sample_rate = cfg.get("sample_rate", 16000)
+        pre_cfg = dict(cfg.get("AudioToMelSpectrogramPreprocessor", {}))
+        self.preprocessor = AudioToMelSpectrogramPreprocessor(sample_rate=self.sample_rate, **pre_cfg)
+        self.encoder = JasperEncoder(feat_in=self.preprocessor.num_features, **cfg["JasperEncoder"])
+        self.decoder = JasperDecoderForCTC(feat_in=cfg["JasperEncoder"]["jasper"][-1]["filters"],
+                                           num_classes=len(self.labels))
+        self.greedy = GreedyCTCDecoder()
+        hop = self.preprocessor.featurizer.hop_length / self.sample_rate
+        stride = math.prod(b["stride"][0] if isinstance(b["stride"], list) else b["stride"]
+                           for b in cfg["JasperEncoder"]["jasper"])
+        self.frame_seconds = hop * stride
+
+    def data_layer(self, manifest, batch_size, require_text=True):
+        return AudioToTextDataLayer(manifest_filepath=manifest, labels=self.labels, batch_size=batch_size,
+                                    sample_rate=self.sample_rate, shuffle=False, min_duration=None,
+                                    max_duration=None)
+
+    def tensors(self, layer):
+        audio, audio_len, transcript, transcript_len = layer()
+        spec, spec_len = self.preprocessor(input_signal=audio, length=audio_len)
+        encoded, encoded_len = self.encoder(audio_signal=spec, length=spec_len)
+        log_probs = self.decoder(encoder_output=encoded)
+        predictions = self.greedy(log_probs=log_probs, log_probs_length=encoded_len)
+        return log_probs, encoded_len, predictions, transcript, transcript_len
+
+    def run(self, nf, manifest, batch_size, load_dir, verbose=True):
+        """Per-utterance log-probs (valid frames), greedy hypotheses, references, frame labels."""
+        layer = self.data_layer(manifest, batch_size)
+        log_probs, lengths, predictions, transcripts, transcript_lengths = nf.infer(
+            list(self.tensors(layer)), checkpoint_dir=load_dir, verbose=verbose)
+        utterance_log_probs, frame_labels = [], []
+        for lp, n, pred in zip(log_probs, lengths, predictions):
+            for i in range(lp.shape[0]):
+                utterance_log_probs.append(lp[i, : int(n[i])].float())
+                frame_labels.append(pred[i, : int(n[i])].tolist())
+        return {
+            "log_probs": utterance_log_probs,
+            "hypotheses": post_process_predictions(predictions, self.labels),
+            "references": post_process_transcripts(transcripts, transcript_lengths, self.labels),
+            "frame_labels": frame_labels,
+            "entries": layer.dataset.entries,
+        }
+
+
+def beam_search(log_probs, labels, lm_path, beam_width, alpha, beta, num_cpus=1):
+    """Best beam-search text per utterance (list of (T, C) log-prob tensors)."""
+    from .beam_search_decoder import BeamSearchDecoderWithLM
+
+    decoder = BeamSearchDecoderWithLM(labels, beam_width, alpha, beta, lm_path=lm_path, num_cpus=num_cpus)
+    texts = []
+    for start in range(0, len(log_probs), 64):
+        chunk = log_probs[start:start + 64]
+        padded = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
+        lengths = torch.tensor([t.shape[0] for t in chunk])
+        texts.extend(beams[0][1] if beams else "" for beams in decoder(log_probs=padded, log_probs_length=lengths))
+    return texts

@@ -1,0 +1,34 @@
+"""Word timings from a greedy CTC alignment."""
+
+
+def word_offsets(frame_labels, labels, frame_seconds, blank=None, space=" "):
+    """``[{"word", "start", "end"}]`` (seconds) from per-frame best labels.
+
+    A character spans the frames where it is emitted (repeats included); a
+    word runs from its first character's first frame to the end of its last
+    character's last frame. ``frame_labels`` must be cut to the valid frames.
+    """
+    blank = len(labels) if blank is None else blank
+    words, current, start, end, previous = [], [], None, None, blank
+    for frame, label in enumerate(frame_labels):
+        if label == blank:
+            previous = label
+            continue
+        char = labels[label]
+        if label == previous:
+            if current:
+                end = frame + 1
+            continue
+        previous = label
+        if char == space:
+            if current:
+                words.append({"word": "".join(current), "start": start * frame_seconds, "end": end * frame_seconds})
+            current, start, end = [], None, None
+            continue
+        if not current:
+            start = frame
+        current.append(char)
+        end = frame + 1
+    if current:
+        words.append({"word": "".join(current), "start": start * frame_seconds, "end": end * frame_seconds})
+    return [dict(w, start=round(w["start"], 3), end=round(w["end"], 3)) for w in words]

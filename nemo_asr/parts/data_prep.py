@@ -1,0 +1,63 @@
+"""Helpers for data-preparation scripts: parallel audio conversion, manifests."""
+import json
+import multiprocessing
+import os
+import sys
+
+import numpy as np
+import soundfile as sf
+
+from .audio import load_audio
+
+
+def convert_to_wav(job):
+    """(source, destination, sample_rate) -> duration; mono 16-bit PCM WAV."""
+    source, destination, sample_rate = job
+    samples = load_audio(source, sample_rate)
+    os.makedirs(os.path.dirname(destination), exist_ok=True)
+    tmp = destination + ".part"
+    sf.write(tmp, np.clip(samples, -1.0, 1.0), sample_rate, subtype="PCM_16", format="WAV")
+    os.replace(tmp, destination)
+    return len(samples) / sample_rate
+
+
+def parallel_map(fn, jobs, workers=None, desc="processing"):
+    """``[fn(job) for job in jobs]`` over a process pool, with a progress bar on a terminal."""
+    from tqdm import tqdm
+
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(jobs) < 2:
+        return [fn(job) for job in tqdm(jobs, desc=desc, disable=not sys.stderr.isatty())]
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        return list(tqdm(pool.imap(fn, jobs, chunksize=4), total=len(jobs), desc=desc,
+                         disable=not sys.stderr.isatty()))
+
+
+def write_manifest(rows, path):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def read_manifest_rows(path):
+    """Raw manifest rows (dicts), with file:line in errors."""
+    from .manifest import ManifestError
+
+    rows = []
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{path}:{number}: not valid JSON ({err.msg})") from err
+            if not isinstance(row, dict) or "audio_filepath" not in row or "duration" not in row:
+                raise ManifestError(f"{path}:{number}: needs audio_filepath and duration")
+            if not os.path.isabs(row["audio_filepath"]):
+                row["audio_filepath"] = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)),
+                                                                      row["audio_filepath"]))
+            rows.append(row)
+    return rows

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# System packages for the ASR demo: the text-to-speech engines that build the
+# synthetic corpus. Runs apt-get (as root, or through sudo when available).
+set -euo pipefail
+packages="espeak-ng flite"
+missing=""
+for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -z "$missing" ]; then echo "system packages present:$packages"; exit 0; fi
+SUDO=""; if [ "$(id -u)" != "0" ] && command -v sudo >/dev/null; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q >/dev/null || true
+$SUDO apt-get install -y -q $missing

@@ -1,0 +1,167 @@
+"""Data preparation scripts on small trees the tests write themselves."""
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from conftest import PYTHON, REPO, subprocess_env
+
+SCRIPTS = os.path.join(REPO, "scripts")
+AN4 = os.path.join(REPO, "tests", "data", "an4_subset")
+HAVE_TTS = bool(shutil.which("espeak-ng") or shutil.which("flite"))
+
+
+def run(script, *args, timeout=600):
+    cmd = [PYTHON, os.path.join(SCRIPTS, script), *map(str, args)]
+    result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}"
+    return result
+
+
+def rows(path):
+    return [json.loads(line) for line in open(path)]
+
+
+def tone(seconds, sr, freq=300.0):
+    t = np.arange(int(seconds * sr)) / sr
+    return (0.2 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def make_librispeech_tree(root, subset="dev-clean"):
+    """LibriSpeech layout: <subset>/<speaker>/<chapter>/<spk>-<ch>-<utt>.flac + .trans.txt."""
+    expected = {}
+    for speaker, chapter in (("84", "121123"), ("174", "50561")):
+        folder = os.path.join(root, "LibriSpeech", subset, speaker, chapter)
+        os.makedirs(folder)
+        lines = []
+        for utt in range(2):
+            uid = f"{speaker}-{chapter}-{utt:04d}"
+            sf.write(os.path.join(folder, uid + ".flac"), tone(0.5 + utt * 0.25, 16000), 16000)
+            text = f"HELLO SPEAKER {speaker} NUMBER {utt}"
+            lines.append(f"{uid} {text}")
+            expected[uid] = (text.lower(), 0.5 + utt * 0.25)
+        with open(os.path.join(folder, f"{speaker}-{chapter}.trans.txt"), "w") as handle:
+            handle.write("\n".join(lines) + "\n")
+    return expected
+
+
+@pytest.mark.parametrize("as_archive", [False, True])
+def test_get_librispeech_data_from_tree_or_archive(tmp_path, as_archive):
+    source = tmp_path / "downloads"
+    expected = make_librispeech_tree(source)
+    if as_archive:
+        with tarfile.open(source / "dev-clean.tar.gz", "w:gz") as tar:
+            tar.add(source / "LibriSpeech", arcname="LibriSpeech")
+        shutil.rmtree(source / "LibriSpeech")
+    data = tmp_path / "data"
+    run("get_librispeech_data.py", "--data_root", data, "--data_sets", "dev_clean", "--archive_dir", source,
+        "--workers", 2)
+    manifest = rows(data / "dev_clean.json")
+    assert len(manifest) == 4
+    for row in manifest:
+        uid = os.path.splitext(os.path.basename(row["audio_filepath"]))[0]
+        text, seconds = expected[uid]
+        assert row["text"] == text and abs(row["duration"] - seconds) < 1e-3
+        info = sf.info(row["audio_filepath"])
+        assert info.samplerate == 16000 and info.format == "WAV"
+
+
+def test_get_librispeech_rejects_unknown_subset(tmp_path):
+    cmd = [PYTHON, os.path.join(SCRIPTS, "get_librispeech_data.py"), "--data_root", str(tmp_path),
+           "--data_sets", "dev_dirty"]
+    result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True)
+    assert result.returncode != 0 and "unknown data set(s) dev_dirty" in result.stderr
+
+
+def test_process_an4_data_converts_sphere(tmp_path):
+    root = tmp_path / "an4root"
+    for split, speaker, utts in (("train", "fash", ["an251-fash-b", "an253-fash-b"]), ("test", "fcaw", ["an406-fcaw-b"])):
+        folder = root / "an4" / "wav" / f"an4{'' if split == 'train' else 'test'}_clstk" / speaker
+        folder.mkdir(parents=True)
+        fileids, transcripts = [], []
+        for i, utt in enumerate(utts):
+            sf.write(folder / f"{utt}.sph", tone(0.4 + 0.1 * i, 16000), 16000, format="NIST", subtype="PCM_16")
+            fileids.append(f"an4{'' if split == 'train' else 'test'}_clstk/{speaker}/{utt}")
+            transcripts.append(f"<s> RUBOUT G M E {i} </s> ({utt})")
+        etc = root / "an4" / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / f"an4_{split}.fileids").write_text("\n".join(fileids) + "\n")
+        (etc / f"an4_{split}.transcription").write_text("\n".join(transcripts) + "\n")
+    run("process_an4_data.py", "--data_root", root, "--workers", 1)
+    train = rows(root / "an4_converted" / "train_manifest.json")
+    assert [r["text"] for r in train] == ["rubout g m e 0", "rubout g m e 1"]
+    assert abs(train[1]["duration"] - 0.5) < 1e-3 and len(rows(root / "an4_converted" / "test_manifest.json")) == 1
+
+
+def test_merge_manifests_with_duration_filter(tmp_path):
+    out = tmp_path / "merged.json"
+    result = run("merge_manifests.py", "--manifests", os.path.join(AN4, "train_manifest.json"),
+                 os.path.join(AN4, "test_manifest.json"), "--output", out, "--max_duration", 0.9)
+    merged = rows(out)
+    test_rows = rows(os.path.join(AN4, "test_manifest.json"))
+    assert len(merged) == sum(r["duration"] <= 0.9 for r in test_rows)  # all train clips are 1.0 s
+    assert all(os.path.isabs(r["audio_filepath"]) and os.path.exists(r["audio_filepath"]) for r in merged)
+    assert f"{len(merged)} utterances" in result.stdout
+
+
+def test_speed_perturb_manifest(tmp_path):
+    run("speed_perturb_manifest.py", "--input_manifest", os.path.join(AN4, "test_manifest.json"),
+        "--output_dir", tmp_path, "--rates", 0.9, 1.1, "--workers", 2)
+    out = rows(tmp_path / "test_manifest_speed_perturbed.json")
+    original = rows(os.path.join(AN4, "test_manifest.json"))
+    assert len(out) == 3 * len(original)
+    slow, fast = out[len(original)], out[2 * len(original)]
+    assert abs(slow["duration"] - original[0]["duration"] / 0.9) < 0.01
+    assert abs(fast["duration"] - original[0]["duration"] / 1.1) < 0.01
+    assert slow["text"] == original[0]["text"]
+
+
+def test_build_lm_pure_python_is_loadable_by_kenlm(tmp_path):
+    kenlm = pytest.importorskip("kenlm")
+    text = tmp_path / "text.txt"
+    text.write_text("Set the lamp to 50%.\nset the radio to ten percent\nopen the door\n")
+    run("build_lm.py", "--input", text, "--output", tmp_path / "lm.arpa", "--order", 3, "--backend", "python")
+    model = kenlm.Model(str(tmp_path / "lm.arpa"))
+    assert model.order == 3
+    assert model.score("set the lamp to fifty percent") > model.score("percent fifty to lamp the set")
+
+
+@pytest.mark.skipif(not HAVE_TTS, reason="needs espeak-ng or flite (scripts/install_system_deps.sh)")
+def test_synthetic_corpus_holds_out_voices_and_sentences(tmp_path):
+    args = ["--output_dir", tmp_path / "corpus", "--train", 24, "--dev", 6, "--test", 6, "--seed", 3, "--workers", 2]
+    run("make_synthetic_speech.py", *args)
+    splits = {s: rows(tmp_path / "corpus" / f"{s}_manifest.json") for s in ("train", "dev", "test")}
+    assert [len(splits[s]) for s in ("train", "dev", "test")] == [24, 6, 6]
+    train_voices = {r["voice"] for r in splits["train"]}
+    train_text = {r["text"] for r in splits["train"]}
+    for split in ("dev", "test"):
+        assert not train_voices & {r["voice"] for r in splits[split]}
+        assert not train_text & {r["text"] for r in splits[split]}
+    for row in splits["dev"]:
+        info = sf.info(tmp_path / "corpus" / row["audio_filepath"])
+        assert info.samplerate == 16000 and abs(info.duration - row["duration"]) < 1e-3 and info.duration > 0.5
+    stamp = (tmp_path / "corpus" / "corpus.json").read_text()
+    again = run("make_synthetic_speech.py", *args)  # cached: nothing regenerated
+    assert "Cached corpus" in again.stderr and (tmp_path / "corpus" / "corpus.json").read_text() == stamp
+    other = tmp_path / "corpus2"
+    run("make_synthetic_speech.py", *[other if a == tmp_path / "corpus" else a for a in args])
+    assert rows(other / "train_manifest.json") == splits["train"]  # deterministic for a seed
+    first = splits["train"][0]["audio_filepath"]
+    assert np.array_equal(sf.read(other / first)[0], sf.read(tmp_path / "corpus" / first)[0])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_TTS, reason="needs espeak-ng or flite (scripts/install_system_deps.sh)")
+def test_demo_runs_end_to_end_on_a_tiny_corpus(tmp_path):
+    cmd = [PYTHON, os.path.join(REPO, "examples", "asr", "quartznet.py"), "--work_dir", str(tmp_path),
+           "--demo_utterances", "16", "4", "4", "--num_epochs", "1", "--batch_size", "8"]
+    result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "| dev_manifest |" in result.stdout and "| test_manifest |" in result.stdout
+    summary = json.loads((tmp_path / "quartznet_demo" / "results.json").read_text())
+    assert set(summary["eval"]) == {"dev_manifest", "test_manifest"}
