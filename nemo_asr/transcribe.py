@@ -47,7 +47,8 @@ def _manifest_for(files, folder):
     return path
 
 
-def main(argv=None):
+def transcribe(argv=None):
+    """Run the command line ``argv``; returns the records it wrote."""
     args = build_parser().parse_args(argv)
     if bool(args.audio) == bool(args.manifest):
         raise SystemExit("Give audio files or --manifest (one of the two)")
@@ -91,6 +92,11 @@ def main(argv=None):
         if out is not sys.stdout:
             out.close()
     return records
+
+
+def main(argv=None):
+    """Console entry point (its return value becomes the exit status)."""
+    transcribe(argv)
 
 
 if __name__ == "__main__":

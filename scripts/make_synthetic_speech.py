@@ -31,7 +31,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 logger = logging.getLogger("make_synthetic_speech")
 SAMPLE_RATE = 16000
-VERSION = 1  # bump when generation changes, so caches are rebuilt
+VERSION = 2  # bump when generation changes, so caches are rebuilt
 
 # ------------------------------------------------------------ word lists
 NAMES = ["anna", "ben", "clara", "david", "emma", "frank", "grace", "henry", "iris", "jack", "kate", "leo",
@@ -161,7 +161,11 @@ def plan(args, engines):
             if sentence in used:
                 continue
             used.add(sentence)
-            voice = voices[count % len(voices)] if split != "train" else rng.choice(voices)
+            if split == "train":  # engines equally often, whatever their number of voices
+                engine = rng.choice(sorted({v[0] for v in voices}))
+                voice = rng.choice([v for v in voices if v[0] == engine])
+            else:
+                voice = voices[count % len(voices)]
             rate = rng.uniform(0.8, 1.25)
             pitch = rng.uniform(25, 75)
             snr = rng.uniform(*args.snr_db) if args.noise_prob and rng.random() < args.noise_prob else None

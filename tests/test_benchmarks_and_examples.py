@@ -43,3 +43,17 @@ def test_ci_runs_the_readme_test_command():
         ci_lines = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
     test_command = ci_lines[-1]
     assert "pytest" in test_command and test_command in readme
+
+
+def test_demo_accuracy_benchmark_quick_mode(tmp_path):
+    import shutil
+
+    import pytest
+
+    if not (shutil.which("espeak-ng") or shutil.which("flite")):
+        pytest.skip("needs espeak-ng or flite (scripts/install_system_deps.sh)")
+    import demo_accuracy
+
+    result = demo_accuracy.main(["--quick", "--work_dir", str(tmp_path), "--out", str(tmp_path / "demo.json")])
+    saved = json.loads((tmp_path / "demo.json").read_text())
+    assert saved["epochs"] == 1 and 0.0 <= saved["dev_wer"] and saved["test_wer"] == result["test_wer"]

@@ -71,7 +71,7 @@ def test_resume_from_load_dir(trained, tmp_path):
 def test_finetune_from_ngc_checkpoints(tmp_path):
     config = os.path.join(NGC, "small_qn.yaml")
     args = ["--model_config", config, "--train_dataset", TRAIN, "--batch_size", 10, "--max_steps", 2,
-            "--work_dir", tmp_path, "--random_seed", 0, "--finetune_from", NGC]
+            "--work_dir", tmp_path, "--random_seed", 0, "--finetune_from", NGC, "--finetune_pattern", "small_qn"]
     same = run(os.path.join(EXAMPLES, "jasper.py"), *args, "--exp_name", "same")
     assert "Encoder initialised from" in same.stderr and "Decoder initialised from" in same.stderr
     # a vocabulary of 10 labels: the 29-class decoder cannot be used and is re-initialised

@@ -54,6 +54,7 @@ def build_parser(description=__doc__, default_config=None):
     add("--load_dir", default=None, help="resume from the newest complete checkpoint set here")
     add("--finetune_from", default=None,
         help="folder with NGC-format *JasperEncoder-STEP-*.pt / *JasperDecoderForCTC-STEP-*.pt")
+    add("--finetune_pattern", default="", help="only checkpoint files whose name contains this, e.g. 'quartznet15x5'")
     add("--perturb_config", default=None, help="YAML of audio perturbations for training")
     add("--eval_freq", type=int, default=None, help="steps between evaluations (default: every epoch)")
     add("--log_freq", type=int, default=25, help="steps between training log lines")
@@ -78,12 +79,12 @@ def data_layer_kwargs(cfg, split):
     return kwargs
 
 
-def finetune(encoder, decoder, folder, logger):
+def finetune(encoder, decoder, folder, logger, pattern=""):
     """Load NGC-format checkpoints; a decoder for another vocabulary is re-initialised."""
     from nemo_core.checkpointing import latest_module_file, load_state_file
 
-    enc_file = latest_module_file(folder, "JasperEncoder")
-    dec_file = latest_module_file(folder, "JasperDecoderForCTC")
+    enc_file = latest_module_file(folder, "JasperEncoder", pattern)
+    dec_file = latest_module_file(folder, "JasperDecoderForCTC", pattern)
     if enc_file is None:
         raise SystemExit(f"--finetune_from {folder}: no *JasperEncoder-STEP-*.pt file")
     encoder.restore_from(enc_file)
@@ -154,7 +155,7 @@ def train(args, cfg):
     ctc_loss = nemo_asr.CTCLossNM(num_classes=len(labels))
     greedy = nemo_asr.GreedyCTCDecoder()
     if args.finetune_from:
-        finetune(encoder, decoder, args.finetune_from, logger)
+        finetune(encoder, decoder, args.finetune_from, logger, args.finetune_pattern)
     logger.info("Model: %s encoder weights, %s decoder weights, %d train utterances (%.2f h)",
                 f"{encoder.num_weights:,}", f"{decoder.num_weights:,}", len(train_layer),
                 train_layer.total_duration / 3600)

@@ -20,7 +20,8 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 
 import jasper  # noqa: E402
 
-DEMO = {"utterances": (3000, 200, 200), "num_epochs": 14, "batch_size": 32, "lr": 0.02, "warmup_steps": 100}
+DEMO = {"utterances": (3000, 200, 200), "num_epochs": 12, "batch_size": 16, "lr": 0.015, "warmup_steps": 200,
+        "beta1": 0.8}
 
 
 def build_parser():
@@ -39,9 +40,10 @@ def demo_arguments(args, parser):
     defaults = {a.dest: a.default for a in parser._actions}
     if args.model_config == defaults["model_config"]:
         args.model_config = os.path.join(HERE, "configs", "quartznet_demo.yaml")
-    for key in ("num_epochs", "batch_size", "lr", "warmup_steps"):
+    for key in ("num_epochs", "batch_size", "lr", "warmup_steps", "beta1"):
         if getattr(args, key) == defaults[key]:
             setattr(args, key, DEMO[key])
+    args.bucketing = True
     if args.random_seed is None:
         args.random_seed = 0
     if args.exp_name == defaults["exp_name"]:

@@ -4,6 +4,7 @@ import collections
 import contextlib
 import functools
 import math
+import time
 
 import torch
 
@@ -84,6 +85,7 @@ def train(factory, tensors_to_optimize, callbacks=None, optimizer="novograd", op
     factory.logger.info("Training %d module(s), %s weights, for %d steps (%d batches/epoch) with %s",
                         len(trainable), f"{sum(p.numel() for p in weights):,}", total_steps,
                         batches_per_epoch, type(opt).__name__)
+    started = time.perf_counter()
     for cb in callbacks:
         cb.on_train_start(state)
 
@@ -150,4 +152,4 @@ def train(factory, tensors_to_optimize, callbacks=None, optimizer="novograd", op
     loss_value = None if state.loss is None else float(state.loss)
     factory.logger.info("Training done: %d steps, %d epochs, last loss %s", state.step, state.epoch,
                         "n/a" if loss_value is None or math.isnan(loss_value) else f"{loss_value:.5g}")
-    return {"step": state.step, "epoch": state.epoch, "loss": loss_value}
+    return {"step": state.step, "epoch": state.epoch, "loss": loss_value, "seconds": time.perf_counter() - started}
