@@ -14,12 +14,11 @@ from .parts.spec_augment import SpecAugment
 
 
 def _window_samples(sample_rate, window_size, window_stride, n_window_size, n_window_stride):
-    if window_size and n_window_size:
-        raise ValueError("Give window_size (seconds) or n_window_size (samples), not both")
-    if window_stride and n_window_stride:
-        raise ValueError("Give window_stride (seconds) or n_window_stride (samples), not both")
+    """Window and hop in samples; ``n_window_*`` (samples) win over the seconds."""
     size = n_window_size or int(round(window_size * sample_rate))
     stride = n_window_stride or int(round(window_stride * sample_rate))
+    if size <= 0 or stride <= 0:
+        raise ValueError(f"window ({size}) and stride ({stride}) must be at least one sample")
     return size, stride
 
 
@@ -46,6 +45,10 @@ class _Preprocessor(NonTrainableNM):
             processed_length=NeuralType(("B",), LengthsType()),
         )
 
+    @property
+    def num_features(self):
+        return self.featurizer.num_features
+
     def forward(self, input_signal, length):
         with torch.autocast(device_type=input_signal.device.type, enabled=False):
             return self.featurizer(input_signal.float(), length)
@@ -65,9 +68,6 @@ class AudioToMelSpectrogramPreprocessor(_Preprocessor):
                  log_zero_guard_value=2 ** -24, dither=1e-5, pad_to=16, frame_splicing=1, stft_conv=False,
                  pad_value=0, mag_power=2.0, placement=None, name=None):
         super().__init__(sample_rate, placement=placement, name=name)
-        if n_window_size or n_window_stride:
-            window_size = window_size if not n_window_size else None
-            window_stride = window_stride if not n_window_stride else None
         size, stride = _window_samples(sample_rate, window_size, window_stride, n_window_size, n_window_stride)
         self.featurizer = FilterbankFeatures(
             sample_rate=sample_rate, n_window_size=size, n_window_stride=stride, window=window,
@@ -77,15 +77,11 @@ class AudioToMelSpectrogramPreprocessor(_Preprocessor):
             frame_splicing=frame_splicing, stft_conv=stft_conv, pad_value=pad_value, mag_power=mag_power,
         )
 
-    @property
-    def num_features(self):
-        return self.featurizer.num_features
-
 
 AudioPreprocessing = AudioToMelSpectrogramPreprocessor
 
 
-class AudioToSpectrogramPreprocessor(AudioToMelSpectrogramPreprocessor):
+class AudioToSpectrogramPreprocessor(_Preprocessor):
     """Log power spectrogram (n_fft // 2 + 1 bins), no mel filterbank."""
 
     _element_type = SpectrogramType
@@ -93,14 +89,11 @@ class AudioToSpectrogramPreprocessor(AudioToMelSpectrogramPreprocessor):
     def __init__(self, sample_rate=16000, window_size=0.02, window_stride=0.01, n_window_size=None,
                  n_window_stride=None, window="hann", normalize="per_feature", n_fft=None, preemph=0.97,
                  log=True, dither=1e-5, pad_to=16, stft_conv=False, placement=None, name=None):
-        super().__init__(sample_rate=sample_rate, window_size=window_size, window_stride=window_stride,
-                         n_window_size=n_window_size, n_window_stride=n_window_stride, window=window,
-                         normalize=normalize, n_fft=n_fft, preemph=preemph, log=log, dither=dither,
-                         pad_to=pad_to, stft_conv=stft_conv, placement=placement, name=name)
-        f = self.featurizer
+        super().__init__(sample_rate, placement=placement, name=name)
+        size, stride = _window_samples(sample_rate, window_size, window_stride, n_window_size, n_window_stride)
         self.featurizer = FilterbankFeatures(
-            sample_rate=sample_rate, n_window_size=f.win_length, n_window_stride=f.hop_length, window=window,
-            normalize=normalize, n_fft=f.n_fft, preemph=preemph, log=log, dither=dither, pad_to=pad_to,
+            sample_rate=sample_rate, n_window_size=size, n_window_stride=stride, window=window,
+            normalize=normalize, n_fft=n_fft, preemph=preemph, log=log, dither=dither, pad_to=pad_to,
             stft_conv=stft_conv, mel=False)
 
 
@@ -128,9 +121,6 @@ class AudioToMFCCPreprocessor(_Preprocessor):
         super().__init__(sample_rate, placement=placement, name=name)
         if n_mfcc > n_mels:
             raise ValueError(f"n_mfcc ({n_mfcc}) cannot exceed n_mels ({n_mels})")
-        if n_window_size or n_window_stride:
-            window_size = window_size if not n_window_size else None
-            window_stride = window_stride if not n_window_stride else None
         size, stride = _window_samples(sample_rate, window_size, window_stride, n_window_size, n_window_stride)
         mel = FilterbankFeatures(sample_rate=sample_rate, n_window_size=size, n_window_stride=stride,
                                  window=window, normalize=None, n_fft=n_fft, preemph=preemph, nfilt=n_mels,
