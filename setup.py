@@ -9,8 +9,10 @@ EXTRAS = {
     "asr": ["numpy>=1.23", "soundfile>=0.12", "soxr>=0.3", "librosa>=0.10"],
     # CTC beam search with n-gram LMs; kenlm compiles from source (~1 min)
     "lm": ["pyctcdecode>=0.5", "kenlm>=0.2"],
+    # ONNX export, ONNX Runtime serving and int8 quantisation
+    "deploy": ["onnx>=1.15", "onnxruntime>=1.17"],
 }
-EXTRAS["test"] = ["pytest>=7"] + EXTRAS["asr"] + EXTRAS["lm"]
+EXTRAS["test"] = ["pytest>=7"] + EXTRAS["asr"] + EXTRAS["lm"] + EXTRAS["deploy"]
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
 setup(

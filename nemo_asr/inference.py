@@ -31,6 +31,34 @@ class Recognizer:
                            for b in cfg["JasperEncoder"]["jasper"])
         self.frame_seconds = hop * stride
 
+    def load(self, folder, pattern=""):
+        """Restore the newest encoder/decoder checkpoints from ``folder``."""
+        from nemo_core.checkpointing import CheckpointError, latest_module_file
+
+        for module, name in ((self.encoder, "JasperEncoder"), (self.decoder, "JasperDecoderForCTC")):
+            path = latest_module_file(folder, name, pattern)
+            if path is None:
+                raise CheckpointError(f"No {name} checkpoint in {folder}")
+            module.restore_from(path)
+        return self
+
+    def runner(self, backend, precision="fp32", model_path=None, workdir=None):
+        """An ``InferenceRunner`` for these (loaded) weights; exports a file when needed."""
+        import os
+
+        from .export import AcousticPipeline, export_pipeline
+        from .inference_runner import InferenceRunner
+
+        if backend == "pytorch":
+            return InferenceRunner("pytorch", model=AcousticPipeline(self.preprocessor, self.encoder, self.decoder),
+                                   precision=precision)
+        if model_path is None:
+            suffix = "onnx" if backend == "onnxruntime" else "ts"
+            model_path = os.path.join(workdir, f"model.{suffix}")
+            export_pipeline(self.preprocessor, self.encoder, self.decoder, model_path,
+                            "onnx" if backend == "onnxruntime" else "torchscript")
+        return InferenceRunner(backend, path=model_path, precision=precision)
+
     def data_layer(self, manifest, batch_size, require_text=True):
         return AudioToTextDataLayer(manifest_filepath=manifest, labels=self.labels, batch_size=batch_size,
                                     sample_rate=self.sample_rate, shuffle=False, min_duration=None,
@@ -44,11 +72,25 @@ class Recognizer:
         predictions = self.greedy(log_probs=log_probs, log_probs_length=encoded_len)
         return log_probs, encoded_len, predictions, transcript, transcript_len
 
-    def run(self, nf, manifest, batch_size, load_dir, verbose=True):
-        """Per-utterance log-probs (valid frames), greedy hypotheses, references, frame labels."""
+    def run(self, nf, manifest, batch_size, load_dir=None, verbose=True, runner=None):
+        """Per-utterance log-probs (valid frames), greedy hypotheses, references, frame labels.
+
+        Without ``runner`` the framework's infer action runs the DAG (restoring
+        ``load_dir``); with one, batches go through that backend instead.
+        """
         layer = self.data_layer(manifest, batch_size)
-        log_probs, lengths, predictions, transcripts, transcript_lengths = nf.infer(
-            list(self.tensors(layer)), checkpoint_dir=load_dir, verbose=verbose)
+        if runner is None:
+            log_probs, lengths, predictions, transcripts, transcript_lengths = nf.infer(
+                list(self.tensors(layer)), checkpoint_dir=load_dir, verbose=verbose)
+        else:
+            log_probs, lengths, predictions, transcripts, transcript_lengths = [], [], [], [], []
+            for audio, audio_len, transcript, transcript_len in layer.make_dataloader(training=False):
+                lp, n = runner(audio, audio_len)
+                log_probs.append(lp)
+                lengths.append(n)
+                predictions.append(self.greedy(log_probs=lp, log_probs_length=n))
+                transcripts.append(transcript)
+                transcript_lengths.append(transcript_len)
         utterance_log_probs, frame_labels = [], []
         for lp, n, pred in zip(log_probs, lengths, predictions):
             for i in range(lp.shape[0]):

@@ -24,6 +24,9 @@ def build_parser():
     parser.add_argument("--output_format", choices=["plain", "json", "manifest"], default="plain")
     parser.add_argument("--output", default="-", help="file to write (default: stdout)")
     parser.add_argument("--offsets", action="store_true", help="word start/end times in seconds")
+    parser.add_argument("--backend", default="framework", choices=["framework", "pytorch", "torchscript", "onnxruntime"])
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--model_path", default=None, help="ONNX/TorchScript file for those backends")
     parser.add_argument("--lm_path", default=None, help="KenLM model for beam search")
     parser.add_argument("--beam_width", type=int, default=32)
     parser.add_argument("--alpha", type=float, default=0.5)
@@ -63,8 +66,11 @@ def transcribe(argv=None):
     nf.logger.setLevel(logging.WARNING)
     recognizer = Recognizer(cfg)
     with tempfile.TemporaryDirectory() as folder:
+        runner = None
+        if args.backend != "framework":
+            runner = recognizer.load(args.load_dir).runner(args.backend, args.precision, args.model_path, folder)
         manifest = args.manifest or _manifest_for(args.audio, folder)
-        result = recognizer.run(nf, manifest, args.batch_size, args.load_dir, verbose=False)
+        result = recognizer.run(nf, manifest, args.batch_size, args.load_dir, verbose=False, runner=runner)
     texts = result["hypotheses"]
     if args.lm_path:
         texts = beam_search(result["log_probs"], recognizer.labels, args.lm_path, args.beam_width, args.alpha, args.beta)

@@ -113,6 +113,12 @@ class NeuralModuleFactory:
         return _infer(self, tensors, checkpoint_dir=checkpoint_dir, ckpt_pattern=ckpt_pattern,
                       verbose=verbose, cache=cache, use_cache=use_cache, offload_to_cpu=offload_to_cpu)
 
+    def deployment_export(self, module, output, d_format, input_example=None):
+        """Export ``module`` as ONNX / TorchScript / PyTorch; see ``deployment.py``."""
+        from .deployment import deployment_export
+
+        return deployment_export(module, output, d_format, input_example=input_example)
+
     def clear_cache(self):
         self._infer_cache = None
 

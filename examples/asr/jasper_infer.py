@@ -11,6 +11,7 @@ beam search fused with a KenLM n-gram model.
 import argparse
 import json
 import os
+import tempfile
 
 import torch
 from ruamel.yaml import YAML
@@ -30,6 +31,11 @@ def build_parser():
     parser.add_argument("--load_dir", required=True, help="folder with the module checkpoints")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--amp_opt_level", default="O0", choices=sorted(OPT_LEVELS))
+    parser.add_argument("--backend", default="framework", choices=["framework", "pytorch", "torchscript", "onnxruntime"],
+                        help="framework: the nemo_core infer action; others: the exported acoustic pipeline")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="for the pytorch/torchscript backends")
+    parser.add_argument("--model_path", default=None, help="ONNX/TorchScript file (default: export to a temp dir)")
     parser.add_argument("--lm_path", default=None, help="ARPA or KenLM binary model")
     parser.add_argument("--beam_width", type=int, default=64)
     parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
@@ -48,11 +54,16 @@ def main(argv=None):
     nf = nemo_core.NeuralModuleFactory(local_rank=args.local_rank, optimization_level=OPT_LEVELS[args.amp_opt_level])
     recognizer = Recognizer(cfg)
     results, saved = {}, {}
+    workdir = tempfile.TemporaryDirectory()
+    runner = None
+    if args.backend != "framework":
+        recognizer.load(args.load_dir)
+        runner = recognizer.runner(args.backend, args.precision, args.model_path, workdir.name)
     for path in args.eval_datasets:
         tag = os.path.splitext(os.path.basename(path))[0]
-        run = recognizer.run(nf, path, args.batch_size, args.load_dir)
+        run = recognizer.run(nf, path, args.batch_size, args.load_dir, runner=runner)
         greedy_wer = word_error_rate(run["hypotheses"], run["references"])[0]
-        results[tag] = {"utterances": len(run["references"]), "greedy_wer": greedy_wer}
+        results[tag] = {"utterances": len(run["references"]), "greedy_wer": greedy_wer, "backend": args.backend}
         nf.logger.info("%s: greedy WER %.2f%% over %d utterances", tag, 100 * greedy_wer, len(run["references"]))
         if args.lm_path:
             texts = beam_search(run["log_probs"], recognizer.labels, args.lm_path, args.beam_width,

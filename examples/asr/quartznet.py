@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 
 import jasper  # noqa: E402
 
-DEMO = {"utterances": (3000, 200, 200), "num_epochs": 12, "batch_size": 16, "lr": 0.015, "warmup_steps": 200,
+DEMO = {"utterances": (3000, 200, 200), "num_epochs": 13, "batch_size": 16, "lr": 0.015, "warmup_steps": 200,
         "beta1": 0.8}
 
 

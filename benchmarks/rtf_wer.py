@@ -1,0 +1,111 @@
+"""Real-time factor of the whole pipeline (features + acoustic model + greedy
+decode) and WER on a held-out manifest, for PyTorch fp32 eager vs ONNX
+Runtime fp32 vs ONNX Runtime int8 (and PyTorch bf16), as the quantisation
+tutorial measures them: warm-up first, then the whole set, one utterance at a
+time (batch 1, as a server would see requests). Prints the WER change and the
+RTF ratio; writes JSON.
+
+Defaults use the demo model and corpus (run the demo first).
+"""
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+
+import torch
+from ruamel.yaml import YAML
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.join(HERE, "..")
+sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.join(REPO, "scripts"))
+
+import nemo_core  # noqa: E402
+from nemo_asr.export import export_pipeline  # noqa: E402
+from nemo_asr.helpers import post_process_predictions, post_process_transcripts  # noqa: E402
+from nemo_asr.inference import Recognizer  # noqa: E402
+from nemo_asr.inference_runner import InferenceRunner  # noqa: E402
+from nemo_asr.metrics import word_error_rate  # noqa: E402
+from nemo_asr.quantization import quantize_pipeline  # noqa: E402
+
+DEMO = os.path.join(REPO, "work_dir")
+
+
+def evaluate(recognizer, runner, batches, warmup):
+    for audio, audio_len, _, _ in batches[:warmup]:
+        runner(audio, audio_len)
+    hypotheses, references, seconds = [], [], 0.0
+    started = time.perf_counter()
+    for audio, audio_len, transcript, transcript_len in batches:
+        log_probs, lengths = runner(audio, audio_len)
+        predictions = recognizer.greedy(log_probs=log_probs, log_probs_length=lengths)
+        hypotheses += post_process_predictions([predictions], recognizer.labels)
+        references += post_process_transcripts([transcript], [transcript_len], recognizer.labels)
+        seconds += float(audio_len.sum()) / recognizer.sample_rate
+    elapsed = time.perf_counter() - started
+    return {"wer": word_error_rate(hypotheses, references)[0], "rtf": elapsed / seconds, "audio_s": seconds,
+            "processing_s": elapsed}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_config", default=os.path.join(REPO, "examples", "asr", "configs", "quartznet_demo.yaml"))
+    parser.add_argument("--load_dir", default=os.path.join(DEMO, "quartznet_demo", "checkpoints"))
+    parser.add_argument("--manifest", default=os.path.join(DEMO, "demo_corpus", "test_manifest.json"))
+    parser.add_argument("--calibration_manifest", default=os.path.join(DEMO, "demo_corpus", "train_manifest.json"))
+    parser.add_argument("--num_calibration", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--max_utterances", type=int, default=None)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=os.path.join(HERE, "results", "rtf_wer.json"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.max_utterances, args.num_calibration, args.warmup = 4, 4, 1
+    from quantize import calibration_batches
+
+    with open(args.model_config) as handle:
+        cfg = YAML(typ="safe").load(handle)
+    nemo_core.NeuralModuleFactory(placement=nemo_core.DeviceType.CPU)
+    recognizer = Recognizer(cfg)
+    if args.load_dir and os.path.isdir(args.load_dir):
+        recognizer.load(args.load_dir)
+    elif not args.quick:
+        parser.error(f"--load_dir {args.load_dir} does not exist: run the demo (examples/asr/quartznet.py) first")
+    layer = recognizer.data_layer(args.manifest, batch_size=1)
+    batches = list(layer.make_dataloader(training=False))[: args.max_utterances]
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = export_pipeline(recognizer.preprocessor, recognizer.encoder, recognizer.decoder,
+                               os.path.join(tmp, "model.onnx"))
+        int8 = quantize_pipeline(fp32, os.path.join(tmp, "model_int8.onnx"),
+                                 calibration_batches(args.calibration_manifest, args.num_calibration,
+                                                     recognizer.sample_rate))
+        runners = {
+            "pytorch_fp32": recognizer.runner("pytorch", "fp32"),
+            "pytorch_bf16": recognizer.runner("pytorch", "bf16"),
+            "onnxruntime_fp32": InferenceRunner("onnxruntime", path=fp32),
+            "onnxruntime_int8": InferenceRunner("onnxruntime", path=int8),
+        }
+        for name, runner in runners.items():
+            results[name] = evaluate(recognizer, runner, batches, args.warmup)
+            print(f"{name}: WER {results[name]['wer'] * 100:.2f}%  RTF {results[name]['rtf']:.4f}", file=sys.stderr)
+    base = results["pytorch_fp32"]
+    print("| pipeline | WER | WER change vs fp32 (points) | RTF | speed-up vs pytorch fp32 |\n|---|---|---|---|---|")
+    for name, r in results.items():
+        r["wer_change_points"] = (r["wer"] - base["wer"]) * 100
+        r["speedup"] = base["rtf"] / r["rtf"]
+        print(f"| {name} | {r['wer'] * 100:.2f}% | {r['wer_change_points']:+.2f} | {r['rtf']:.4f} | {r['speedup']:.2f} |")
+    int8_vs_fp32 = results["onnxruntime_fp32"]["rtf"] / results["onnxruntime_int8"]["rtf"]
+    print(f"\nint8 vs ONNX Runtime fp32: {int8_vs_fp32:.2f}x faster, WER "
+          f"{(results['onnxruntime_int8']['wer'] - results['onnxruntime_fp32']['wer']) * 100:+.2f} points")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as handle:
+        json.dump({"manifest": args.manifest, "utterances": len(batches), "threads": torch.get_num_threads(),
+                   "int8_speedup_over_ort_fp32": int8_vs_fp32, "results": results}, handle, indent=1)
+    return results
+
+
+if __name__ == "__main__":
+    main()
