@@ -136,7 +136,8 @@ class AudioToMFCCPreprocessor(_Preprocessor):
 class SpectrogramAugmentation(NonTrainableNM):
     """SpecAugment + Cutout, in training mode only; the output keeps the input's type.
 
-    ``rng``: an int seed (or None for a random one) for the mask generator.
+    ``rng``: an int seed for the mask generator; None draws one from torch's
+    global RNG (so ``NeuralModuleFactory(random_seed=...)`` makes it repeatable).
     """
 
     def __init__(self, freq_masks=0, time_masks=0, freq_width=10, time_width=10, rect_masks=0,

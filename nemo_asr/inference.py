@@ -4,13 +4,10 @@ import math
 
 import torch
 
-import nemo_core
-
 from .data_layer import AudioToTextDataLayer
 from .greedy_ctc_decoder import GreedyCTCDecoder
 from .helpers import post_process_predictions, post_process_transcripts
-from .jasper import JasperDecoderForCTC, JasperEncoder
-from .audio_preprocessing import AudioToMelSpectrogramPreprocessor
+from .model_config import modules_from_config
 
 
 class Recognizer:
@@ -20,11 +17,7 @@ class Recognizer:
         self.cfg = cfg
         self.labels = cfg["labels"]
         self.sample_rate = cfg.get("sample_rate", 16000)
-        pre_cfg = dict(cfg.get("AudioToMelSpectrogramPreprocessor", {}))
-        self.preprocessor = AudioToMelSpectrogramPreprocessor(sample_rate=self.sample_rate, **pre_cfg)
-        self.encoder = JasperEncoder(feat_in=self.preprocessor.num_features, **cfg["JasperEncoder"])
-        self.decoder = JasperDecoderForCTC(feat_in=cfg["JasperEncoder"]["jasper"][-1]["filters"],
-                                           num_classes=len(self.labels))
+        self.preprocessor, self.encoder, self.decoder = modules_from_config(cfg)
         self.greedy = GreedyCTCDecoder()
         hop = self.preprocessor.featurizer.hop_length / self.sample_rate
         stride = math.prod(b["stride"][0] if isinstance(b["stride"], list) else b["stride"]
@@ -59,7 +52,7 @@ class Recognizer:
                             "onnx" if backend == "onnxruntime" else "torchscript")
         return InferenceRunner(backend, path=model_path, precision=precision)
 
-    def data_layer(self, manifest, batch_size, require_text=True):
+    def data_layer(self, manifest, batch_size):
         return AudioToTextDataLayer(manifest_filepath=manifest, labels=self.labels, batch_size=batch_size,
                                     sample_rate=self.sample_rate, shuffle=False, min_duration=None,
                                     max_duration=None)

@@ -42,7 +42,7 @@ def quantize_pipeline(fp32_path, int8_path, calibration_batches, quantize_decode
         quant_pre_process(fp32_path, prepared, skip_symbolic_shape=True)
         graph = onnx.load(prepared).graph
         keep_float = [n.name for n in graph.node
-                      if n.name.startswith("/features") or (not quantize_decoder and n.name.startswith("/decoder"))]
+                      if n.name.startswith("/features") or (not quantize_decoder and "/decoder_layers" in n.name)]
         quantize_static(prepared, int8_path, Reader(calibration_batches), quant_format=QuantFormat.QDQ,
                         per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                         op_types_to_quantize=["Conv"], nodes_to_exclude=keep_float)

@@ -37,35 +37,8 @@ def main(argv=None):
     recognizer = Recognizer(cfg)
     recognizer.encoder.restore_from(args.encoder)
     recognizer.decoder.restore_from(args.decoder)
-    if args.features_input:
-        import torch
-
-        from nemo_core.deployment import export_onnx
-        from nemo_asr.parts.jasper import ctc_log_probs, run_blocks
-
-        class EncoderDecoder(torch.nn.Module):
-            def __init__(self, encoder, decoder):
-                super().__init__()
-                self.blocks, self.decoder_layers = encoder.encoder, decoder.decoder_layers
-
-            def forward(self, audio_signal, length):
-                encoded, encoded_len = run_blocks(self.blocks, audio_signal, length)
-                return ctc_log_probs(self.decoder_layers, encoded), encoded_len
-
-        model = EncoderDecoder(recognizer.encoder, recognizer.decoder).eval()
-        features = torch.randn(2, recognizer.preprocessor.num_features, 200)
-        lengths = torch.tensor([200, 150])
-        with torch.no_grad():
-            if args.format == "torchscript":
-                torch.jit.trace(model, (features, lengths), check_trace=False).save(args.output)
-            else:
-                export_onnx(model, (features, lengths), args.output, ["audio_signal", "length"],
-                            ["log_probs", "encoded_lengths"],
-                            {"audio_signal": {0: "batch", 2: "frames"}, "length": {0: "batch"},
-                             "log_probs": {0: "batch", 1: "frames"}, "encoded_lengths": {0: "batch"}}, args.opset)
-    else:
-        export_pipeline(recognizer.preprocessor, recognizer.encoder, recognizer.decoder, args.output,
-                        args.format, opset=args.opset)
+    export_pipeline(recognizer.preprocessor, recognizer.encoder, recognizer.decoder, args.output, args.format,
+                    opset=args.opset, features_input=args.features_input)
     nf.logger.info("Wrote %s (%.1f MB)", args.output, os.path.getsize(args.output) / 2 ** 20)
     return args.output
 

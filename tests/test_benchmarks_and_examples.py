@@ -57,3 +57,32 @@ def test_demo_accuracy_benchmark_quick_mode(tmp_path):
     result = demo_accuracy.main(["--quick", "--work_dir", str(tmp_path), "--out", str(tmp_path / "demo.json")])
     saved = json.loads((tmp_path / "demo.json").read_text())
     assert saved["epochs"] == 1 and 0.0 <= saved["dev_wer"] and saved["test_wer"] == result["test_wer"]
+
+
+def test_inference_throughput_quick_mode(tmp_path):
+    import pytest
+
+    pytest.importorskip("onnxruntime")
+    import inference_throughput
+
+    cells = inference_throughput.main(["--quick", "--out", str(tmp_path / "t.json")])
+    backends = {c["backend"] for c in cells}
+    assert {"pytorch_fp32", "pytorch_bf16", "torchscript_fp32", "onnxruntime_fp32", "onnxruntime_int8"} <= backends
+    assert all(c["p90_ms"] <= c["p99_ms"] and c["throughput_seq_s"] > 0 for c in cells)
+    assert all(c["speedup"] == 1.0 for c in cells if c["backend"] == "pytorch_fp32")
+    assert json.loads((tmp_path / "t.json").read_text())["cells"] == cells
+
+
+def test_rtf_wer_quick_mode(tmp_path):
+    import pytest
+
+    pytest.importorskip("onnxruntime")
+    import rtf_wer
+
+    an4 = os.path.join(REPO, "tests", "data", "an4_subset")
+    results = rtf_wer.main(["--quick", "--model_config", os.path.join(REPO, "tests", "data", "configs", "tiny_quartznet.yaml"),
+                            "--load_dir", str(tmp_path / "none"), "--manifest", os.path.join(an4, "test_manifest.json"),
+                            "--calibration_manifest", os.path.join(an4, "train_manifest.json"),
+                            "--out", str(tmp_path / "r.json")])
+    assert set(results) == {"pytorch_fp32", "pytorch_bf16", "onnxruntime_fp32", "onnxruntime_int8"}
+    assert all(r["rtf"] > 0 and 0 <= r["wer"] for r in results.values())

@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 import nemo_core
 import nemo_asr
 from nemo_asr.helpers import monitor_asr_train_progress, process_evaluation_batch, process_evaluation_epoch
+from nemo_asr.model_config import modules_from_config
 
 OPT_LEVELS = {"O0": nemo_core.Optimization.mxprO0, "O1": nemo_core.Optimization.mxprO1,
               "O2": nemo_core.Optimization.mxprO2, "O3": nemo_core.Optimization.mxprO3}
@@ -104,16 +105,6 @@ def finetune(encoder, decoder, folder, logger, pattern=""):
     logger.info("Decoder initialised from %s", dec_file)
 
 
-def build_model(cfg, feat_in=None):
-    labels = cfg["labels"]
-    preprocessor = nemo_asr.AudioToMelSpectrogramPreprocessor(
-        sample_rate=cfg.get("sample_rate", 16000), **cfg.get("AudioToMelSpectrogramPreprocessor", {}))
-    encoder = nemo_asr.JasperEncoder(feat_in=feat_in or preprocessor.num_features, **cfg["JasperEncoder"])
-    decoder = nemo_asr.JasperDecoderForCTC(feat_in=cfg["JasperEncoder"]["jasper"][-1]["filters"],
-                                           num_classes=len(labels), **cfg.get("JasperDecoderForCTC") or {})
-    return preprocessor, encoder, decoder
-
-
 def main(argv=None, parser=None):
     parser = parser or build_parser()
     args = parser.parse_args(argv)
@@ -149,7 +140,7 @@ def train(args, cfg):
         manifest_filepath=path, labels=labels, batch_size=args.eval_batch_size or args.batch_size,
         sample_rate=sample_rate, num_workers=args.num_workers, **data_layer_kwargs(cfg, "eval"))
         for path, _ in eval_sets]
-    preprocessor, encoder, decoder = build_model(cfg)
+    preprocessor, encoder, decoder = modules_from_config(cfg)
     augment = (nemo_asr.SpectrogramAugmentation(**cfg["SpectrogramAugmentation"])
                if cfg.get("SpectrogramAugmentation") else None)
     ctc_loss = nemo_asr.CTCLossNM(num_classes=len(labels))

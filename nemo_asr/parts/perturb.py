@@ -112,6 +112,10 @@ class AudioAugmentor:
 
     def __init__(self, perturbations, seed=None):
         self.perturbations = perturbations  # list of (prob, callable)
+        if seed is None:  # follow torch's global RNG, so a seeded run stays repeatable
+            import torch
+
+            seed = int(torch.randint(0, 2 ** 62, (1,)).item())
         self.rng = random.Random(seed)
 
     @classmethod

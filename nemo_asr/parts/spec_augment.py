@@ -30,10 +30,9 @@ class SpecAugment(torch.nn.Module):
         self.rect_masks, self.rect_time, self.rect_freq = int(rect_masks), int(rect_time), int(rect_freq)
         self.mask_value = mask_value
         self.generator = torch.Generator()
-        if seed is not None:
-            self.generator.manual_seed(int(seed))
-        else:
-            self.generator.seed()
+        if seed is None:  # follow the global RNG, so a seeded run stays repeatable
+            seed = int(torch.randint(0, 2 ** 62, (1,)).item())
+        self.generator.manual_seed(int(seed))
 
     def forward(self, x):
         if not self.training:
