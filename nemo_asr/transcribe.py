@@ -37,17 +37,18 @@ def build_parser():
 def _manifest_for(files, folder):
     import soundfile as sf
 
-    path = os.path.join(folder, "inputs.json")
-    with open(path, "w") as handle:
-        for audio in files:
-            if not os.path.isfile(audio):
-                raise SystemExit(f"Audio file {audio} does not exist")
-            try:
-                duration = sf.info(audio).duration
-            except Exception as err:
-                raise SystemExit(f"Cannot read audio file {audio}: {err}") from err
-            handle.write(json.dumps({"audio_filepath": os.path.abspath(audio), "duration": duration, "text": ""}) + "\n")
-    return path
+    from .parts.data_prep import write_manifest
+
+    rows = []
+    for audio in files:
+        if not os.path.isfile(audio):
+            raise SystemExit(f"Audio file {audio} does not exist")
+        try:
+            duration = sf.info(audio).duration
+        except Exception as err:
+            raise SystemExit(f"Cannot read audio file {audio}: {err}") from err
+        rows.append({"audio_filepath": os.path.abspath(audio), "duration": duration, "text": ""})
+    return write_manifest(rows, os.path.join(folder, "inputs.json"))
 
 
 def transcribe(argv=None):

@@ -22,6 +22,14 @@ class Optimization(enum.Enum):
     mxprO2 = 2
     mxprO3 = 3
 
+    @classmethod
+    def from_opt_level(cls, level):
+        """``"O1"`` (apex/CLI spelling) -> ``Optimization.mxprO1``."""
+        names = {f"O{m.value}": m for m in cls}
+        if level not in names:
+            raise ValueError(f"Unknown optimization level {level!r}; valid: {', '.join(names)}")
+        return names[level]
+
 
 class ModelMode(enum.Enum):
     train = 0

@@ -122,3 +122,9 @@ def test_o1_autocast_actually_runs_in_bf16_on_cpu():
     with nf.precision.autocast():
         out = torch.nn.Linear(4, 4)(torch.randn(2, 4))
     assert out.dtype == torch.bfloat16
+
+
+def test_optimization_from_opt_level():
+    assert Optimization.from_opt_level("O2") is Optimization.mxprO2
+    with pytest.raises(ValueError, match="valid: O0, O1, O2, O3"):
+        Optimization.from_opt_level("O4")

@@ -23,8 +23,6 @@ import nemo_asr
 from nemo_asr.helpers import monitor_asr_train_progress, process_evaluation_batch, process_evaluation_epoch
 from nemo_asr.model_config import modules_from_config
 
-OPT_LEVELS = {"O0": nemo_core.Optimization.mxprO0, "O1": nemo_core.Optimization.mxprO1,
-              "O2": nemo_core.Optimization.mxprO2, "O3": nemo_core.Optimization.mxprO3}
 
 
 def build_parser(description=__doc__, default_config=None):
@@ -48,7 +46,7 @@ def build_parser(description=__doc__, default_config=None):
     add("--min_lr", type=float, default=0.0)
     add("--iter_per_step", type=int, default=1, help="batches per optimiser step (gradient accumulation)")
     add("--grad_norm_clip", type=float, default=None)
-    add("--amp_opt_level", default="O0", choices=sorted(OPT_LEVELS))
+    add("--amp_opt_level", default="O0", choices=[f"O{m.value}" for m in nemo_core.Optimization])
     add("--exp_name", default="asr_experiment")
     add("--work_dir", default="work_dir")
     add("--checkpoint_save_freq", type=int, default=1000, help="steps between checkpoints")
@@ -119,7 +117,8 @@ def main(argv=None, parser=None):
 def train(args, cfg):
     exp_dir = os.path.join(args.work_dir, args.exp_name)
     nf = nemo_core.NeuralModuleFactory(
-        local_rank=args.local_rank, optimization_level=OPT_LEVELS[args.amp_opt_level],
+        local_rank=args.local_rank,
+        optimization_level=nemo_core.Optimization.from_opt_level(args.amp_opt_level),
         random_seed=args.random_seed, log_dir=exp_dir, checkpoint_dir=os.path.join(exp_dir, "checkpoints"),
         create_tb_writer=True, cudnn_benchmark=True)
     logger = nf.logger

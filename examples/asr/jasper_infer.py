@@ -20,8 +20,6 @@ import nemo_core
 from nemo_asr.inference import Recognizer, beam_search
 from nemo_asr.metrics import word_error_rate
 
-OPT_LEVELS = {"O0": nemo_core.Optimization.mxprO0, "O1": nemo_core.Optimization.mxprO1,
-              "O2": nemo_core.Optimization.mxprO2, "O3": nemo_core.Optimization.mxprO3}
 
 
 def build_parser():
@@ -30,7 +28,7 @@ def build_parser():
     parser.add_argument("--eval_datasets", nargs="+", required=True)
     parser.add_argument("--load_dir", required=True, help="folder with the module checkpoints")
     parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--amp_opt_level", default="O0", choices=sorted(OPT_LEVELS))
+    parser.add_argument("--amp_opt_level", default="O0", choices=[f"O{m.value}" for m in nemo_core.Optimization])
     parser.add_argument("--backend", default="framework", choices=["framework", "pytorch", "torchscript", "onnxruntime"],
                         help="framework: the nemo_core infer action; others: the exported acoustic pipeline")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
@@ -51,7 +49,8 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     with open(args.model_config) as handle:
         cfg = YAML(typ="safe").load(handle)
-    nf = nemo_core.NeuralModuleFactory(local_rank=args.local_rank, optimization_level=OPT_LEVELS[args.amp_opt_level])
+    nf = nemo_core.NeuralModuleFactory(local_rank=args.local_rank,
+                                       optimization_level=nemo_core.Optimization.from_opt_level(args.amp_opt_level))
     recognizer = Recognizer(cfg)
     results, saved = {}, {}
     workdir = tempfile.TemporaryDirectory()

@@ -42,22 +42,12 @@ def write_manifest(rows, path):
 
 
 def read_manifest_rows(path):
-    """Raw manifest rows (dicts), with file:line in errors."""
-    from .manifest import ManifestError
+    """Raw manifest rows (dicts, extra keys kept) with absolute audio paths; errors name file:line."""
+    from .manifest import check_row, iter_manifest_rows
 
+    folder = os.path.dirname(os.path.abspath(path))
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{path}:{number}: not valid JSON ({err.msg})") from err
-            if not isinstance(row, dict) or "audio_filepath" not in row or "duration" not in row:
-                raise ManifestError(f"{path}:{number}: needs audio_filepath and duration")
-            if not os.path.isabs(row["audio_filepath"]):
-                row["audio_filepath"] = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)),
-                                                                      row["audio_filepath"]))
-            rows.append(row)
+    for where, row in iter_manifest_rows(path):
+        row["audio_filepath"] = check_row(row, where, folder, require_text=False).audio_filepath
+        rows.append(row)
     return rows

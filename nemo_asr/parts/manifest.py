@@ -17,14 +17,26 @@ class ManifestError(ValueError):
     """A manifest line is malformed; the message starts with ``file:line``."""
 
 
-def _parse_line(line, path, number, folder, require_text):
-    where = f"{path}:{number}"
-    try:
-        item = json.loads(line)
-    except json.JSONDecodeError as err:
-        raise ManifestError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from err
-    if not isinstance(item, dict):
-        raise ManifestError(f"{where}: expected a JSON object, got {type(item).__name__}")
+def iter_manifest_rows(path):
+    """``(where, row)`` for each non-empty line of ``path``; ``where`` is ``file:line``."""
+    if not os.path.isfile(path):
+        raise ManifestError(f"Manifest {path} does not exist")
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{number}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise ManifestError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from err
+            if not isinstance(row, dict):
+                raise ManifestError(f"{where}: expected a JSON object, got {type(row).__name__}")
+            yield where, row
+
+
+def check_row(item, where, folder, require_text=True):
+    """A validated ``ManifestEntry`` (audio path made absolute) from one manifest row."""
     required = ("audio_filepath", "duration") + (("text",) if require_text else ())
     missing = [k for k in required if k not in item]
     if missing:
@@ -52,26 +64,21 @@ def read_manifests(manifest_filepath, min_duration=None, max_duration=None, requ
         raise ManifestError("No manifest given")
     entries, too_short, too_long, missing_files = [], [], [], []
     for path in paths:
-        if not os.path.isfile(path):
-            raise ManifestError(f"Manifest {path} does not exist")
         folder = os.path.dirname(os.path.abspath(path))
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                entry = _parse_line(line, path, number, folder, require_text)
-                if min_duration is not None and entry.duration < min_duration:
-                    too_short.append(entry)
-                    continue
-                if max_duration is not None and entry.duration > max_duration:
-                    too_long.append(entry)
-                    continue
-                if check_files and not os.path.isfile(entry.audio_filepath):
-                    if not skip_bad_files:
-                        raise ManifestError(f"{entry.source}: audio file {entry.audio_filepath} does not exist")
-                    missing_files.append(entry)
-                    continue
-                entries.append(entry)
+        for where, row in iter_manifest_rows(path):
+            entry = check_row(row, where, folder, require_text)
+            if min_duration is not None and entry.duration < min_duration:
+                too_short.append(entry)
+                continue
+            if max_duration is not None and entry.duration > max_duration:
+                too_long.append(entry)
+                continue
+            if check_files and not os.path.isfile(entry.audio_filepath):
+                if not skip_bad_files:
+                    raise ManifestError(f"{entry.source}: audio file {entry.audio_filepath} does not exist")
+                missing_files.append(entry)
+                continue
+            entries.append(entry)
     if too_short or too_long:
         hours = sum(e.duration for e in too_short + too_long) / 3600
         _logger.warning("Duration filter [%s, %s] s dropped %d utterance(s) (%d short, %d long; %.2f h) from %s",

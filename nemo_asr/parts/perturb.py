@@ -6,7 +6,6 @@ Types: ``speed`` (changes the length by 1/rate), ``gain``, ``white_noise``
 (SNR range), ``shift`` (length kept, zero fill), ``noise`` (clips from a
 manifest mixed at an SNR range). All but ``speed`` keep the length.
 """
-import json
 import os
 import random
 
@@ -76,17 +75,10 @@ class NoisePerturbation:
     """Mix a random clip from a noise manifest (looped/cropped to length) at an SNR."""
 
     def __init__(self, sample_rate, manifest_path, min_snr_db=10.0, max_snr_db=50.0):
+        from .data_prep import read_manifest_rows
+
         self.sample_rate, self.low, self.high = sample_rate, min_snr_db, max_snr_db
-        folder = os.path.dirname(os.path.abspath(manifest_path))
-        self.files = []
-        with open(manifest_path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    try:
-                        path = json.loads(line)["audio_filepath"]
-                    except (ValueError, KeyError, TypeError) as err:
-                        raise ValueError(f"{manifest_path}:{number}: bad noise manifest line ({err})") from err
-                    self.files.append(path if os.path.isabs(path) else os.path.join(folder, path))
+        self.files = [row["audio_filepath"] for row in read_manifest_rows(manifest_path)]
         if not self.files:
             raise ValueError(f"Noise manifest {manifest_path} lists no files")
 
