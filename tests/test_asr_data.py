@@ -4,7 +4,6 @@ import os
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
 import nemo_asr
 from nemo_asr.parts.audio import load_audio

@@ -1,6 +1,4 @@
 """Export (ONNX, TorchScript, PyTorch), the inference runner, int8 quantisation."""
-import collections
-import functools
 import os
 import subprocess
 import sys
@@ -15,7 +13,7 @@ pytest.importorskip("onnxruntime")
 import nemo_core  # noqa: E402
 import nemo_asr  # noqa: E402
 from nemo_asr.export import AcousticPipeline, export_pipeline  # noqa: E402
-from nemo_asr.helpers import post_process_predictions, process_evaluation_batch, process_evaluation_epoch  # noqa: E402
+from nemo_asr.helpers import post_process_predictions  # noqa: E402
 from nemo_asr.inference import Recognizer  # noqa: E402
 from nemo_asr.inference_runner import InferenceRunner  # noqa: E402
 from nemo_asr.metrics import word_error_rate  # noqa: E402

@@ -6,7 +6,6 @@ import shutil
 import subprocess
 
 import pytest
-import torch
 
 import nemo_core
 

@@ -3,7 +3,6 @@ DDP test. Rank 0 writes the final weights and an eval summary to --out."""
 import argparse
 import json
 
-import torch
 
 import nemo_core
 from nemo_core.tutorials import MSELoss, RealFunctionDataLayer, TaylorNet
