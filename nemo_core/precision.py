@@ -12,12 +12,35 @@ O3     everything in half precision (weights and activations), no autocast.
 
 On CUDA with fp16, a ``GradScaler`` does dynamic loss scaling: a step with
 inf/nan gradients is skipped and the scale backs off. bf16 needs no scaling.
+
+On CPU, O1 (bf16 autocast) pays off only where the processor computes bf16 in
+hardware (``cpu_has_native_bf16``); elsewhere oneDNN emulates it.
 """
 import contextlib
 
 import torch
 
 from .enums import Optimization
+
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16(cpuinfo_path="/proc/cpuinfo"):
+    """True when the CPU advertises bf16 arithmetic (AVX512-BF16 or AMX-BF16).
+
+    Reads the Linux CPU flags; anywhere they cannot be read the answer is
+    False, so callers fall back to float32.
+    """
+    try:
+        with open(cpuinfo_path) as handle:
+            for line in handle:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return any(flag in flags for flag in _NATIVE_BF16_FLAGS)
+    except OSError:
+        pass
+    return False
+
 
 _NORM_TYPES = (torch.nn.modules.batchnorm._BatchNorm, torch.nn.LayerNorm,
                torch.nn.GroupNorm, torch.nn.modules.instancenorm._InstanceNorm)

@@ -6,6 +6,7 @@ import torch
 import nemo_core
 from nemo_core import NeuralModuleFactory, Optimization, SimpleLossLoggerCallback
 from nemo_core.optim import CosineAnnealing
+from nemo_core.precision import cpu_has_native_bf16
 from nemo_core.tutorials import L1Loss, MSELoss, RealFunctionDataLayer, TaylorNet
 
 
@@ -122,6 +123,16 @@ def test_o1_autocast_actually_runs_in_bf16_on_cpu():
     with nf.precision.autocast():
         out = torch.nn.Linear(4, 4)(torch.randn(2, 4))
     assert out.dtype == torch.bfloat16
+
+
+@pytest.mark.parametrize("flags, expected", [("fpu sse avx2 avx512f avx512_bf16", True),
+                                              ("fpu sse avx2 amx_bf16 amx_tile", True),
+                                              ("fpu sse avx2 avx512f avx512bw", False)])
+def test_cpu_has_native_bf16_reads_the_cpu_flags(tmp_path, flags, expected):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: test\nflags\t\t: {flags}\n\n")
+    assert cpu_has_native_bf16(str(cpuinfo)) is expected
+    assert cpu_has_native_bf16(str(tmp_path / "absent")) is False
 
 
 def test_optimization_from_opt_level():
