@@ -13,10 +13,13 @@ class InferenceRunner:
     """``backend``: pytorch (an ``AcousticPipeline``), torchscript or onnxruntime (a file).
 
     ``precision``: fp32, or bf16 (CPU) / fp16 (CUDA) autocast for PyTorch backends.
-    ONNX Runtime picks TensorRT/CUDA execution providers when present, else CPU.
+    ONNX Runtime picks TensorRT/CUDA execution providers when present, else CPU;
+    ``session_config`` adds ONNX Runtime session config entries, e.g.
+    ``{"session.intra_op.allow_spinning": "0"}`` where other work shares the cores.
     """
 
-    def __init__(self, backend, model=None, path=None, precision="fp32", device="cpu", threads=None):
+    def __init__(self, backend, model=None, path=None, precision="fp32", device="cpu", threads=None,
+                 session_config=None):
         if backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
         if precision not in ("fp32", "bf16", "fp16"):
@@ -34,6 +37,8 @@ class InferenceRunner:
             options = ort.SessionOptions()
             if threads:
                 options.intra_op_num_threads = threads
+            for key, value in (session_config or {}).items():
+                options.add_session_config_entry(key, str(value))
             wanted = ["TensorrtExecutionProvider", "CUDAExecutionProvider"] if self.device.type == "cuda" else []
             providers = [p for p in wanted if p in ort.get_available_providers()] + ["CPUExecutionProvider"]
             self.session = ort.InferenceSession(path, options, providers=providers)
