@@ -3,6 +3,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 
 import numpy as np
@@ -165,3 +166,19 @@ def test_demo_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     assert "| dev_manifest |" in result.stdout and "| test_manifest |" in result.stdout
     summary = json.loads((tmp_path / "quartznet_demo" / "results.json").read_text())
     assert set(summary["eval"]) == {"dev_manifest", "test_manifest"}
+
+
+def test_demo_defaults_never_override_what_the_user_typed():
+    sys.path.insert(0, os.path.join(REPO, "examples", "asr"))
+    import quartznet
+
+    parser = quartznet.build_parser()
+    typed = ["--amp_opt_level", "O0", "--lr_policy=CosineAnnealing", "--num_epo", "2"]
+    args = quartznet.apply_demo_defaults(parser.parse_args(typed), quartznet.given_on_command_line(parser, typed))
+    # typed values stand even where they equal the script's own defaults (O0, CosineAnnealing)
+    assert (args.amp_opt_level, args.lr_policy, args.num_epochs) == ("O0", "CosineAnnealing", 2)
+    assert (args.lr, args.batch_size, args.random_seed, args.bucketing) == (0.015, 16, 0, True)
+    assert args.model_config.endswith("quartznet_demo.yaml")
+    untyped = quartznet.apply_demo_defaults(parser.parse_args([]), set())
+    assert untyped.lr_policy == "SquareRootAnnealing" and untyped.num_epochs == 13
+    assert untyped.amp_opt_level == ("O1" if quartznet.demo_mixed_precision_pays() else "O0")

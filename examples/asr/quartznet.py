@@ -43,23 +43,35 @@ def demo_mixed_precision_pays():
     return torch.cuda.is_available() or cpu_has_native_bf16()
 
 
-def demo_arguments(args, parser):
-    """Fill in the demo: corpus, small model, CPU-sized schedule."""
+def given_on_command_line(parser, argv):
+    """Destinations of the options the user typed (exact, ``--opt=value`` or
+    an abbreviation argparse accepts), so that demo defaults never override them."""
+    tokens = {token.split("=", 1)[0] for token in argv if token.startswith("--")}
+    return {action.dest for action in parser._actions
+            if any(option == token or option.startswith(token) for option in action.option_strings for token in tokens)}
+
+
+def apply_demo_defaults(args, given):
+    """The demo's model, CPU-sized schedule and precision, for every option not in ``given``."""
+    chosen = {"model_config": os.path.join(HERE, "configs", "quartznet_demo.yaml"), "exp_name": "quartznet_demo",
+              "random_seed": 0, "bucketing": True}
+    chosen.update((key, DEMO[key]) for key in ("num_epochs", "batch_size", "lr", "warmup_steps", "beta1", "lr_policy"))
+    if demo_mixed_precision_pays():
+        chosen["amp_opt_level"] = "O1"
+    for key, value in chosen.items():
+        if key not in given:
+            setattr(args, key, value)
+    why = ("given" if "amp_opt_level" in given else
+           "half precision in hardware here" if args.amp_opt_level == "O1" else "no half-precision hardware here")
+    print(f"Demo: {args.num_epochs} epochs, {args.lr_policy}, --amp_opt_level {args.amp_opt_level} ({why})", flush=True)
+    return args
+
+
+def demo_arguments(args, parser, argv):
+    """Fill in the demo: defaults the user did not give, then the (cached) corpus."""
     import make_synthetic_speech
 
-    defaults = {a.dest: a.default for a in parser._actions}
-    if args.model_config == defaults["model_config"]:
-        args.model_config = os.path.join(HERE, "configs", "quartznet_demo.yaml")
-    for key in ("num_epochs", "batch_size", "lr", "warmup_steps", "beta1", "lr_policy"):
-        if getattr(args, key) == defaults[key]:
-            setattr(args, key, DEMO[key])
-    if args.amp_opt_level == defaults["amp_opt_level"] and demo_mixed_precision_pays():
-        args.amp_opt_level = "O1"
-    args.bucketing = True
-    if args.random_seed is None:
-        args.random_seed = 0
-    if args.exp_name == defaults["exp_name"]:
-        args.exp_name = "quartznet_demo"
+    args = apply_demo_defaults(args, given_on_command_line(parser, argv))
     data_dir = args.demo_data_dir or os.path.join(args.work_dir, "demo_corpus")
     train, dev, test = args.demo_utterances
     started = time.perf_counter()
@@ -78,9 +90,10 @@ def demo_arguments(args, parser):
 
 def main(argv=None):
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if not args.train_dataset:
-        args = demo_arguments(args, parser)
+        args = demo_arguments(args, parser, argv)
     if args.num_epochs is None and args.max_steps is None:
         args.num_epochs = 10
     started = time.perf_counter()
