@@ -178,6 +178,8 @@ def test_demo_defaults_never_override_what_the_user_typed():
     # typed values stand even where they equal the script's own defaults (O0, CosineAnnealing)
     assert (args.amp_opt_level, args.lr_policy, args.num_epochs) == ("O0", "CosineAnnealing", 2)
     assert (args.lr, args.batch_size, args.random_seed, args.bucketing) == (0.015, 16, 0, True)
+    # --lr names lr only, not --lr_policy which it prefixes
+    assert quartznet.given_on_command_line(parser, ["--lr", "0.02"]) == {"lr"}
     assert args.model_config.endswith("quartznet_demo.yaml")
     untyped = quartznet.apply_demo_defaults(parser.parse_args([]), set())
     assert untyped.lr_policy == "SquareRootAnnealing" and untyped.num_epochs == 13

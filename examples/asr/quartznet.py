@@ -46,9 +46,14 @@ def demo_mixed_precision_pays():
 def given_on_command_line(parser, argv):
     """Destinations of the options the user typed (exact, ``--opt=value`` or
     an abbreviation argparse accepts), so that demo defaults never override them."""
-    tokens = {token.split("=", 1)[0] for token in argv if token.startswith("--")}
-    return {action.dest for action in parser._actions
-            if any(option == token or option.startswith(token) for option in action.option_strings for token in tokens)}
+    options = {option: action.dest for action in parser._actions for option in action.option_strings}
+    given = set()
+    for token in {token.split("=", 1)[0] for token in argv if token.startswith("--")}:
+        if token in options:  # an exact name wins over longer names it prefixes (--lr vs --lr_policy)
+            given.add(options[token])
+        else:
+            given.update(dest for option, dest in options.items() if option.startswith(token))
+    return given
 
 
 def apply_demo_defaults(args, given):
