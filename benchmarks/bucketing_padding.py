@@ -21,6 +21,7 @@ from ruamel.yaml import YAML
 
 import nemo_core
 import nemo_asr
+from results_file import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 CONFIG = os.path.join(HERE, "..", "examples", "asr", "configs", "quartznet5x5.yaml")
@@ -93,9 +94,7 @@ def main(argv=None):
     for name in ("plain", "bucketed"):
         print(f"| {name} | {summary[name]['padding_fraction']:.1%} | {summary[name]['seconds_median']:.2f} s |")
     print(f"| **bucketed / plain time** | | **{summary['time_ratio_bucketed_over_plain']:.2f}** |")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(summary, handle, indent=2)
+    write_results(args.out, summary)
     return summary
 
 

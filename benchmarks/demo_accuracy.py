@@ -7,12 +7,12 @@ dev/test WER and the wall-clock time. Prints a table and writes JSON.
     python benchmarks/demo_accuracy.py --quick         # tiny smoke run
 """
 import argparse
-import json
 import os
 import sys
 import time
 
 import torch
+from results_file import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "examples", "asr"))
@@ -60,9 +60,7 @@ def main(argv=None):
     print(f"| wall clock (corpus cache + training + eval) | {elapsed / 60:.1f} min |")
     print(f"| held-out dev WER | {result['dev_wer'] * 100:.2f}% |")
     print(f"| held-out test WER | {result['test_wer'] * 100:.2f}% |")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(result, handle, indent=1)
+    write_results(args.out, result, indent=1)
     return result
 
 

@@ -22,6 +22,7 @@ import torch
 import nemo_core
 from nemo_core import ChannelType, LossType, NeuralType, RegressionValuesType
 from nemo_core.optim import Novograd
+from results_file import write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LAYOUT = os.path.join(HERE, "..", "tests", "data", "ngc_compat", "state_dict_layout.json")
@@ -180,9 +181,7 @@ def main(argv=None):
     print(f"| Novograd step, QuartzNet-15x5 ({n_weights / 1e6:.1f} M weights) | {result['novograd_step_ms']:.1f} ms | |")
     print(f"| AdamW(foreach) step, same weights | {result['adamw_foreach_step_ms']:.1f} ms | |")
     print(f"| **Novograd / AdamW** | {opt_ratio:.2f} | <= 1.5 |")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(result, handle, indent=2)
+    write_results(args.out, result)
     print(f"wrote {args.out}", file=sys.stderr)
     return result
 

@@ -8,7 +8,6 @@ fp32, onnxruntime fp32, onnxruntime int8 (static QDQ, calibrated on AN4 audio).
 Weights are random unless --load_dir is given (speed does not depend on them).
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -26,6 +25,7 @@ from nemo_asr.export import export_pipeline  # noqa: E402
 from nemo_asr.inference import Recognizer  # noqa: E402
 from nemo_asr.inference_runner import InferenceRunner  # noqa: E402
 from nemo_asr.quantization import quantize_pipeline  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 AN4_TEST = os.path.join(HERE, "..", "tests", "data", "an4_subset", "test_manifest.json")
 
@@ -119,10 +119,8 @@ def main(argv=None):
     for r in results:
         print(f"| {r['backend']} | {r['batch']} | {r['seconds']} | {r['p90_ms']:.1f} | {r['p95_ms']:.1f} | "
               f"{r['p99_ms']:.1f} | {r['throughput_seq_s']:.2f} | {r['speedup']:.2f} |")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump({"model_config": os.path.basename(args.model_config), "device": args.device,
-                   "threads": torch.get_num_threads(), "cells": results}, handle, indent=1)
+    write_results(args.out, {"model_config": os.path.basename(args.model_config), "device": args.device,
+                             "threads": torch.get_num_threads(), "cells": results}, indent=1)
     return results
 
 

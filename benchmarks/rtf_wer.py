@@ -8,7 +8,6 @@ utterance by utterance. Prints the WER change and the RTF ratio; writes JSON.
 Defaults use the demo model and corpus (run the demo first).
 """
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -29,6 +28,7 @@ from nemo_asr.inference import Recognizer  # noqa: E402
 from nemo_asr.inference_runner import InferenceRunner  # noqa: E402
 from nemo_asr.metrics import word_error_rate  # noqa: E402
 from nemo_asr.quantization import quantize_pipeline  # noqa: E402
+from results_file import write_results  # noqa: E402
 
 DEMO = os.path.join(REPO, "work_dir")
 # interleaved pipelines: ONNX Runtime's threads must not spin-wait on the cores PyTorch runs on next
@@ -106,10 +106,8 @@ def main(argv=None):
     int8_vs_fp32 = results["onnxruntime_fp32"]["rtf"] / results["onnxruntime_int8"]["rtf"]
     print(f"\nint8 vs ONNX Runtime fp32: {int8_vs_fp32:.2f}x faster, WER "
           f"{(results['onnxruntime_int8']['wer'] - results['onnxruntime_fp32']['wer']) * 100:+.2f} points")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump({"manifest": args.manifest, "utterances": len(batches), "threads": torch.get_num_threads(),
-                   "int8_speedup_over_ort_fp32": int8_vs_fp32, "results": results}, handle, indent=1)
+    write_results(args.out, {"manifest": args.manifest, "utterances": len(batches), "threads": torch.get_num_threads(),
+                             "int8_speedup_over_ort_fp32": int8_vs_fp32, "results": results}, indent=1)
     return results
 
 
