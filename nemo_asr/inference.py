@@ -25,14 +25,10 @@ class Recognizer:
         self.frame_seconds = hop * stride
 
     def load(self, folder, pattern=""):
-        """Restore the newest encoder/decoder checkpoints from ``folder``."""
-        from nemo_core.checkpointing import CheckpointError, latest_module_file
+        """Restore encoder and decoder from the newest complete checkpoint set in ``folder``."""
+        from nemo_core.checkpointing import restore_modules
 
-        for module, name in ((self.encoder, "JasperEncoder"), (self.decoder, "JasperDecoderForCTC")):
-            path = latest_module_file(folder, name, pattern)
-            if path is None:
-                raise CheckpointError(f"No {name} checkpoint in {folder}")
-            module.restore_from(path)
+        restore_modules([self.encoder, self.decoder], folder, pattern)
         return self
 
     def runner(self, backend, precision="fp32", model_path=None, workdir=None):

@@ -22,7 +22,9 @@ from .callbacks import (  # noqa: E402
     EvaluatorCallback,
     SimpleLossLoggerCallback,
 )
-from .checkpointing import CheckpointError  # noqa: E402
+from .checkpointing import CheckpointError, ResumeError, restore_modules  # noqa: E402
+from .actions.guard import NonFiniteTrainingError  # noqa: E402
+from .actions.interrupts import TrainingInterrupted  # noqa: E402
 from .distributed import add_distributed_args  # noqa: E402
 from .factory import NeuralModuleFactory  # noqa: E402
 from . import optim  # noqa: E402

@@ -4,7 +4,6 @@ A callback sees a ``TrainingState`` (step, epoch, the values of the tensors it
 asked for, the factory). It asks for tensors through ``tensors_needed``; the
 loop evaluates them only on the steps where some callback wants them.
 """
-import logging
 import os
 import time
 
@@ -13,11 +12,17 @@ import torch
 from . import checkpointing
 from .checkpointing import CheckpointError
 
-_logger = logging.getLogger("nemo_core")
-
 
 class ActionCallback:
-    """Base class; override any hook. All hooks get the ``TrainingState``."""
+    """Base class; override any hook. All hooks get the ``TrainingState``.
+
+    ``on_train_end`` runs in ``end_order`` (lower first; checkpoints are 0,
+    everything else 1), so the final checkpoint is on disk before the final
+    evaluations. ``on_train_interrupted`` runs instead of ``on_train_end`` when
+    training stops on a signal or an exception, after the last completed step.
+    """
+
+    end_order = 1
 
     def tensors_needed(self, state):
         """NmTensors whose values this callback wants at the coming step."""
@@ -40,6 +45,10 @@ class ActionCallback:
 
     def on_step_end(self, state):
         pass
+
+    def on_train_interrupted(self, state, reason):
+        """Training stops early (``reason``: the exception, or a signal); return True if state was saved."""
+        return False
 
 
 def _detached(value):
@@ -167,15 +176,21 @@ class EvaluatorCallback(ActionCallback):
 class CheckpointCallback(ActionCallback):
     """Saves ``{Name}-STEP-{step}.pt`` per trainable module plus
     ``trainer-STEP-{step}.pt`` every ``step_freq`` steps / ``epoch_freq``
-    epochs and at the end; resumes from the newest complete set in
-    ``load_from_folder`` (default: ``folder``) at the start.
+    epochs, at the end (before any final evaluation), and when training stops
+    on a signal or an exception (the last completed step). At the start it
+    resumes through ``TrainingState.resume_from``.
 
-    A folder whose newest set is unreadable or does not fit the modules raises
-    an error naming the file when ``force_load`` is True; otherwise each bad
-    set is skipped with a warning naming the file, the newest good set is
-    used, and without one training starts from scratch. Only the files this run wrote are
+    ``load_from_folder`` (e.g. ``--load_dir``): must exist and hold a usable
+    set -- complete with trainer state to resume, or weights only to
+    initialise from (the log says it does not resume). Without it the
+    callback resumes from its own ``folder`` when that holds a set, else
+    starts fresh. A set that is unreadable or does not fit the modules is
+    skipped with a warning naming the file and the next older one is used
+    (``force_load=True``: an error instead). Only the files this run wrote are
     rotated (``checkpoints_to_keep``), so nothing older is ever deleted.
     """
+
+    end_order = 0
 
     def __init__(self, folder=None, load_from_folder=None, step_freq=-1, epoch_freq=-1,
                  checkpoints_to_keep=4, force_load=False):
@@ -188,50 +203,39 @@ class CheckpointCallback(ActionCallback):
         self._written = []
         self._last_saved_step = None
 
-    def _named(self, state):
-        return checkpointing.checkpoint_names(state.trainable_modules)
-
     def on_train_start(self, state):
         if self.folder is None:
             self.folder = state.checkpoint_dir or "."
-        source = self.load_from_folder or self.folder
-        if not os.path.isdir(source):
+        explicit = self.load_from_folder is not None
+        source = self.load_from_folder if explicit else self.folder
+        if not explicit and not os.path.isdir(source):
             if self.force_load:
                 raise CheckpointError(f"Checkpoint folder {source} does not exist")
             return
-        named = self._named(state)
-        steps = checkpointing.complete_steps(source, named.values())
-        if not steps:
-            message = f"No complete checkpoint set in {source} for {sorted(named.values())}"
-            if self.force_load:
-                raise CheckpointError(message)
-            state.logger.info("%s; starting from scratch", message)
-            return
-        for step in reversed(steps):
-            try:
-                apply_weights, trainer_state = checkpointing.read_checkpoint(source, step, named)
-                state.load_trainer_state(trainer_state, apply_weights)
-            except Exception as err:
-                if self.force_load:
-                    raise
-                state.logger.warning("Cannot resume from %s step %d: %s", source, step, err)
-                continue
+        if explicit and not os.path.isdir(source):
+            raise CheckpointError(f"Checkpoint folder {source} (load_from_folder) "
+                                  f"{'is not a folder' if os.path.exists(source) else 'does not exist'}")
+        step = state.resume_from(source, required=explicit, force_load=self.force_load)
+        if step is not None:
             self._last_saved_step = state.step
-            state.logger.info("Resumed from %s at step %d (epoch %d)", source, state.step, state.epoch)
-            return
-        state.logger.warning("No usable checkpoint in %s; training starts from scratch", source)
+
+    @property
+    def _saves(self):
+        return self.step_freq > 0 or self.epoch_freq > 0
 
     def _save(self, state):
         if self._last_saved_step == state.step:
-            return
+            return True  # this step is on disk already
         self._last_saved_step = state.step
         if not state.is_main:
-            return
-        checkpointing.save_checkpoint(self.folder, state.step, self._named(state), state.trainer_state())
+            return False
+        named = state.checkpoint_names()
+        checkpointing.save_checkpoint(self.folder, state.step, named, state.trainer_state())
         self._written.append(state.step)
         state.logger.info("Saved checkpoint for step %d to %s", state.step, self.folder)
         while self.checkpoints_to_keep > 0 and len(self._written) > self.checkpoints_to_keep:
-            checkpointing.delete_checkpoint(self.folder, self._written.pop(0), self._named(state).values())
+            checkpointing.delete_checkpoint(self.folder, self._written.pop(0), named.values())
+        return True
 
     def on_step_end(self, state):
         if self.step_freq > 0 and state.step % self.step_freq == 0:
@@ -242,5 +246,10 @@ class CheckpointCallback(ActionCallback):
             self._save(state)
 
     def on_train_end(self, state):
-        if self.step_freq > 0 or self.epoch_freq > 0:
+        if self._saves:
             self._save(state)
+
+    def on_train_interrupted(self, state, reason):
+        if not self._saves or state.step == 0 or self.folder is None:
+            return False
+        return self._save(state)

@@ -1,33 +1,81 @@
-"""Everything about checkpoint files on disk: atomic writes and safe loads."""
+"""Everything about checkpoint files on disk: atomic writes, safe loads, and
+the ONE discovery of checkpoint sets that resume, inference, fine-tuning and
+the command-line tools all use.
+
+A *checkpoint set* is one plain ``state_dict`` file per module (the NGC NeMo
+0.x layout, ``{Name}-STEP-{step}.pt``) plus, for sets this framework writes,
+a ``trainer-STEP-{step}.pt`` file with the optimiser, precision, loop position
+and RNG state. The trainer file is written last, so it marks the set
+complete: in a folder that holds any trainer file, a step without one is a set
+whose writing was interrupted and is never used. A folder without trainer
+files (an NGC download, weights copied by hand) holds weights-only sets: a
+step counts when every requested module has a file there.
+"""
+import collections
+import glob
+import logging
 import os
+import re
+import shutil
 import tempfile
 
 import torch
 
+TRAINER_NAME = "trainer"
+_logger = logging.getLogger("nemo_core")
+
 
 class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, unreadable or inconsistent; names the file."""
+    """A checkpoint file or folder is missing, unreadable, unwritable or inconsistent; names it."""
 
 
+class ResumeError(CheckpointError):
+    """A checkpoint set cannot continue *this* run (another optimizer, ...).
+
+    Unlike a damaged file this is a configuration mistake: an older set would
+    not fit either, so resuming never falls back past it.
+    """
+
+
+# ------------------------------------------------------------------ files
 def save_atomic(obj, path):
     """``torch.save`` to a temporary file in the same folder, then rename.
 
     A process killed mid-write leaves at most a stray ``.tmp`` file, never a
-    truncated checkpoint under the final name.
+    truncated checkpoint under the final name. A failed write (disk full,
+    quota, permissions) removes the temporary file and raises a
+    ``CheckpointError`` that names the folder.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp_path = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp_path = tempfile.mkstemp(prefix=".", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise CheckpointError(_write_failure(path, folder, err)) from err
     try:
         with os.fdopen(fd, "wb") as handle:
             torch.save(obj, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as err:
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
+        if isinstance(err, (OSError, RuntimeError)):  # torch.save reports write errors as RuntimeError
+            raise CheckpointError(_write_failure(path, folder, err)) from err
         raise
+
+
+def _write_failure(path, folder, err):
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        free = None
+    detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    if free is not None and free < 64 * 2**20:
+        return (f"Cannot write checkpoint {os.path.basename(path)}: the disk holding {folder} is full "
+                f"({free / 2**20:.1f} MiB free); free space there or choose another checkpoint folder ({detail})")
+    return f"Cannot write checkpoint {os.path.basename(path)} in {folder}: {detail}"
 
 
 def load_state_file(path, map_location="cpu", weights_only=True):
@@ -38,16 +86,6 @@ def load_state_file(path, map_location="cpu", weights_only=True):
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except Exception as err:
         raise CheckpointError(f"Checkpoint file {path} is corrupt or unreadable: {err}") from err
-
-
-# --------------------------------------------------------------------------
-# Checkpoint sets: one plain state_dict per module (NGC layout) + trainer state.
-import glob  # noqa: E402
-import logging  # noqa: E402
-import re  # noqa: E402
-
-TRAINER_NAME = "trainer"
-_logger = logging.getLogger("nemo_core")
 
 
 def module_file(folder, name, step):
@@ -70,67 +108,178 @@ def checkpoint_names(modules):
     return names
 
 
-def _steps_for(folder, name):
-    pattern = re.compile(r"^(?:.*[-_])?" + re.escape(name) + r"-STEP-(\d+)\.pt$")
+# -------------------------------------------------------------- discovery
+CheckpointSet = collections.namedtuple("CheckpointSet", "folder step files trainer_file")
+CheckpointSet.__doc__ = """One step's files: ``files`` maps module name -> path; ``trainer_file`` may be None."""
+
+
+def _files_by_step(folder, name, pattern=""):
+    """``{step: [paths]}`` of ``[prefix-]{name}-STEP-{step}.pt`` files whose name contains ``pattern``."""
+    regex = re.compile(r"^(?:.*[-_])?" + re.escape(name) + r"-STEP-(\d+)\.pt$")
     steps = {}
     for path in glob.glob(os.path.join(glob.escape(folder), "*.pt")):
-        match = pattern.match(os.path.basename(path))
-        if match:
+        base = os.path.basename(path)
+        match = regex.match(base)
+        if match and pattern in base:
             steps.setdefault(int(match.group(1)), []).append(path)
     return steps
 
 
-def complete_steps(folder, names):
-    """Steps (ascending) for which the trainer file and every module file exist."""
-    trainer_steps = set(_steps_for(folder, TRAINER_NAME))
-    exact = [s for s in sorted(trainer_steps)
-             if all(os.path.isfile(module_file(folder, n, s)) for n in names)]
-    return exact
+def _single(folder, name, step, paths):
+    if len(paths) > 1:
+        raise CheckpointError(f"Several checkpoints for {name} at step {step} in {folder}: "
+                              f"{', '.join(sorted(paths))}; pass a checkpoint pattern (ckpt_pattern) to choose one")
+    return paths[0]
+
+
+def find_sets(folder, names, pattern=""):
+    """Complete checkpoint sets for module ``names`` in ``folder``, oldest first.
+
+    In a folder holding trainer files, only steps with a trainer file and a
+    file for every name count (a set whose writing was cut short is never
+    used); otherwise (NGC downloads) every step with a file for every name.
+    ``pattern`` keeps module files whose name contains it.
+    """
+    if not os.path.isdir(folder):
+        kind = "is not a folder" if os.path.exists(folder) else "does not exist"
+        raise CheckpointError(f"Checkpoint folder {folder} {kind}")
+    names = list(names)
+    trainers = _files_by_step(folder, TRAINER_NAME)
+    per_name = {name: _files_by_step(folder, name, pattern) for name in names}
+    steps = set.intersection(*(set(files) for files in per_name.values())) if names else set()
+    if trainers:
+        steps &= set(trainers)
+    sets = []
+    for step in sorted(steps):
+        files = {name: _single(folder, name, step, per_name[name][step]) for name in names}
+        trainer = _single(folder, TRAINER_NAME, step, trainers[step]) if trainers else None
+        sets.append(CheckpointSet(folder, step, files, trainer))
+    return sets
+
+
+def describe_folder(folder, names, pattern=""):
+    """Why ``folder`` has no complete set for ``names``: what it does hold."""
+    found = {name: sorted(_files_by_step(folder, name, pattern)) for name in names}
+    trainers = sorted(_files_by_step(folder, TRAINER_NAME))
+    parts = [f"{name}: steps {steps[-5:] if steps else 'none'}" for name, steps in found.items()]
+    if trainers:
+        parts.append(f"trainer: steps {trainers[-5:]}")
+    where = f" matching {pattern!r}" if pattern else ""
+    return f"no complete checkpoint set for {', '.join(names)}{where} in {folder} ({'; '.join(parts)})"
+
+
+# ---------------------------------------------------------------- reading
+class LoadedCheckpoint:
+    """A set whose files were all read and checked; nothing is applied yet.
+
+    ``module_states``: module -> checked state_dict; ``trainer_state``: dict or
+    None (weights-only set); ``skipped``: name -> reason for modules left as
+    they are (``strict=False``).
+    """
+
+    def __init__(self, ckpt_set, module_states, trainer_state, skipped):
+        self.set, self.module_states, self.trainer_state, self.skipped = ckpt_set, module_states, trainer_state, skipped
+
+    step = property(lambda self: self.set.step)
+    folder = property(lambda self: self.set.folder)
+
+    def apply_weights(self):
+        for module, state in self.module_states.items():
+            module.load_state_dict(state)
+
+
+def read_set(ckpt_set, named_modules, strict=True, with_trainer=True):
+    """Read and check every file of ``ckpt_set`` for ``named_modules`` (module -> name).
+
+    Errors name the offending file. ``strict=False`` leaves modules whose file
+    is missing or does not fit (e.g. a decoder for another vocabulary) as they
+    are and records why in ``skipped``.
+    """
+    states, skipped = {}, {}
+    for module, name in named_modules.items():
+        path = ckpt_set.files.get(name)
+        if path is None:
+            if strict:
+                raise CheckpointError(f"Checkpoint set step {ckpt_set.step} in {ckpt_set.folder} has no file for {name}")
+            skipped[name] = "no file in the set"
+            continue
+        try:
+            states[module] = module.checked_state_dict(load_state_file(path, map_location=module.device), path)
+        except CheckpointError:
+            raise
+        except Exception as err:
+            if strict:
+                raise
+            skipped[name] = str(err)
+    trainer = None
+    if with_trainer and ckpt_set.trainer_file is not None:
+        trainer = load_state_file(ckpt_set.trainer_file, map_location="cpu")
+        if not isinstance(trainer, dict):
+            raise CheckpointError(f"Checkpoint file {ckpt_set.trainer_file} does not hold a trainer state")
+    return LoadedCheckpoint(ckpt_set, states, trainer, skipped)
+
+
+def restore_modules(modules, folder, pattern="", strict=True, logger=None):
+    """Load the newest complete set in ``folder`` into ``modules``; returns the ``LoadedCheckpoint``.
+
+    The one place inference, fine-tuning and the command-line tools take
+    weights from: only complete sets (see ``find_sets``), every module from the
+    same step. With ``strict=False`` only the modules that have files in
+    ``folder`` decide which steps are complete, and a module whose file does
+    not fit is left as it is (listed in ``skipped``).
+    """
+    logger = logger or _logger
+    named = checkpoint_names(modules)
+    names = list(named.values())
+    if not strict:
+        names = [n for n in names if _files_by_step(folder, n, pattern)] if os.path.isdir(folder) else names
+        if not names:
+            raise CheckpointError(describe_folder(folder, list(named.values()), pattern))
+    sets = find_sets(folder, names, pattern)
+    if not sets:
+        message = describe_folder(folder, names, pattern)
+        raise CheckpointError(message[0].upper() + message[1:])
+    loaded = read_set(sets[-1], named, strict=strict, with_trainer=False)
+    loaded.apply_weights()
+    for module, name in named.items():
+        if module in loaded.module_states:
+            logger.info("Restored %s from %s", name, loaded.set.files[name])
+    return loaded
+
+
+# ---------------------------------------------------------------- writing
+def _non_finite_keys(state):
+    return [k for k, v in state.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
 
 
 def save_checkpoint(folder, step, named_modules, trainer_state):
-    """Write module files first, then the trainer file that marks the set complete."""
+    """Write module files first, then the trainer file that marks the set complete.
+
+    Refuses weights that are not finite (nothing is written). When a write
+    fails (disk full...), the files of this set already written are removed,
+    so the folder holds only its earlier, complete sets; the error names the folder.
+    """
+    states = {}
     for module, name in named_modules.items():
         state = {k: v.detach().float().cpu() if v.is_floating_point() else v.cpu()
                  for k, v in module.state_dict().items()}
-        save_atomic(state, module_file(folder, name, step))
-    save_atomic(trainer_state, module_file(folder, TRAINER_NAME, step))
-
-
-def read_checkpoint(folder, step, named_modules):
-    """Read and check every file of the set at ``step`` without changing anything.
-
-    Returns ``(apply, trainer_state)``; calling ``apply()`` loads the weights.
-    Errors name the offending file.
-    """
-    checked = []
-    for module, name in named_modules.items():
-        path = module_file(folder, name, step)
-        checked.append((module, module.checked_state_dict(load_state_file(path, map_location=module.device), path)))
-    trainer_state = load_state_file(module_file(folder, TRAINER_NAME, step), map_location="cpu")
-
-    def apply():
-        for module, state in checked:
-            module.load_state_dict(state)
-
-    return apply, trainer_state
-
-
-def latest_module_file(folder, name, pattern=""):
-    """Newest ``*{name}-STEP-{n}.pt`` in ``folder`` whose file name contains ``pattern``."""
-    steps = _steps_for(folder, name)
-    candidates = [(s, p) for s, paths in steps.items() for p in paths if pattern in os.path.basename(p)]
-    if not candidates:
-        return None
-    candidates.sort()
-    best_step = candidates[-1][0]
-    best = [p for s, p in candidates if s == best_step]
-    if len(best) > 1:
-        raise CheckpointError(
-            f"Several checkpoints for {name} at step {best_step} in {folder}: "
-            f"{', '.join(sorted(best))}; pass ckpt_pattern to choose one"
-        )
-    return best[0]
+        bad = _non_finite_keys(state)
+        if bad:
+            raise CheckpointError(f"Refusing to save step {step} to {folder}: {name} has non-finite values in "
+                                  f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}")
+        states[name] = state
+    written = []
+    try:
+        for name, state in states.items():
+            path = module_file(folder, name, step)
+            save_atomic(state, path)
+            written.append(path)
+        save_atomic(trainer_state, module_file(folder, TRAINER_NAME, step))
+    except BaseException:
+        for path in written:
+            if os.path.exists(path):
+                os.remove(path)
+        raise
 
 
 def delete_checkpoint(folder, step, names):

@@ -9,10 +9,12 @@ One sampler serves every case so a run is reproducible and resumable:
 - with ``lengths`` and ``window`` each run of ``window`` consecutive indices
   is sorted by length (bucketing), so batches hold similar lengths.
 """
+import collections
 import math
+import signal
 
 import torch
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
 
 class ShardedSampler(DistributedSampler):
@@ -55,10 +57,39 @@ class ShardedSampler(DistributedSampler):
         return max(self.num_samples - self.skip, 0)
 
 
+class RecordingBatchSampler(BatchSampler):
+    """A ``BatchSampler`` that remembers the sample indices of each batch it hands out.
+
+    The DataLoader delivers batches in the order this sampler issues them
+    (workers included), so ``take()`` after each batch gives that batch's
+    indices: the train loop uses them to name the utterances of a bad step.
+    """
+
+    def __init__(self, sampler, batch_size, drop_last):
+        super().__init__(sampler, batch_size, drop_last)
+        self.issued = collections.deque()
+
+    def __iter__(self):
+        self.issued.clear()
+        for indices in super().__iter__():
+            self.issued.append(indices)
+            yield indices
+
+    def take(self):
+        return self.issued.popleft() if self.issued else None
+
+
+def _worker_init(worker_id):
+    """Workers leave SIGINT/SIGTERM to the main process, which finishes the step and saves."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+
 def make_dataloader(data_layer, seed=0, training=True, distributed=None):
     """Build the DataLoader of ``data_layer`` for an action.
 
     ``distributed`` is a ``DistributedContext`` (or None for one process).
+    ``loader.batch_sampler.take()`` gives the indices of the batch just delivered.
     """
     world = distributed.world_size if distributed is not None else 1
     rank = distributed.rank if distributed is not None else 0
@@ -77,11 +108,10 @@ def make_dataloader(data_layer, seed=0, training=True, distributed=None):
     generator.manual_seed(seed)
     return DataLoader(
         data_layer.dataset,
-        batch_size=data_layer.batch_size,
-        sampler=sampler,
+        batch_sampler=RecordingBatchSampler(sampler, data_layer.batch_size, bool(data_layer.drop_last) and training),
         num_workers=data_layer.num_workers,
         collate_fn=data_layer.collate_fn,
-        drop_last=bool(data_layer.drop_last) and training,
         pin_memory=bool(data_layer.pin_memory) and torch.cuda.is_available(),
         generator=generator,
+        worker_init_fn=_worker_init if data_layer.num_workers else None,
     )

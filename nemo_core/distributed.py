@@ -5,7 +5,6 @@ Works with ``python -m torch.distributed.launch`` (``--local-rank=N`` or
 ``--local_rank N`` plus env vars) and ``torchrun`` (env ``LOCAL_RANK``,
 ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT``, incl. c10d rendezvous).
 """
-import argparse
 import datetime
 import os
 
@@ -21,13 +20,6 @@ def add_distributed_args(parser):
         default=None, help="set by torch.distributed.launch; torchrun uses env LOCAL_RANK",
     )
     return parser
-
-
-def parse_local_rank(argv=None):
-    """Read the local rank from ``argv`` or the environment without touching other args."""
-    parser = add_distributed_args(argparse.ArgumentParser(add_help=False))
-    args, _ = parser.parse_known_args(argv)
-    return resolve_local_rank(args.local_rank)
 
 
 def resolve_local_rank(local_rank=None):
@@ -99,20 +91,22 @@ class DistributedContext:
         dist.all_gather_object(gathered, obj)
         return gathered
 
-    def broadcast_object(self, obj, src=0):
+    def any_rank(self, flag):
+        """True on every rank when ``flag`` (bool or bool tensor) is true on any rank.
+
+        One small all-reduce; the train loop uses it so that all ranks skip the
+        same steps and stop at the same step (replicas never diverge).
+        """
         if not self.is_active:
-            return obj
-        holder = [obj]
-        dist.broadcast_object_list(holder, src=src)
-        return holder[0]
+            return torch.as_tensor(flag).bool()
+        device = torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else torch.device("cpu")
+        value = torch.as_tensor(flag, device=device).reshape(1).to(torch.int32)
+        dist.all_reduce(value, op=dist.ReduceOp.MAX)
+        return value[0].bool()
 
     def barrier(self):
         if self.is_active:
             dist.barrier()
-
-    def shutdown(self):
-        if self.is_active and dist.is_initialized():
-            dist.destroy_process_group()
 
 
 def _predivide_allreduce_hook(world_size, bucket):

@@ -7,6 +7,7 @@ import torch
 
 from . import runtime
 from .actions.evaluate import evaluation_pass
+from .actions.guard import DEFAULT_MAX_CONSECUTIVE_SKIPS
 from .actions.infer import infer as _infer
 from .actions.train import train as _train
 from .callbacks import EvaluatorCallback
@@ -32,12 +33,14 @@ class NeuralModuleFactory:
 
     ``placement=None`` picks GPU when CUDA is available (``AllGpu`` under a
     multi-process launcher), else CPU. With ``random_seed`` a CPU run is
-    bit-for-bit repeatable.
+    bit-for-bit repeatable. ``amp_dtype`` is the half type of O1-O3: None
+    means float16 on CUDA and bfloat16 on CPU; ``torch.float16`` (or
+    ``"float16"``) on CPU runs fp16 with dynamic loss scaling exactly as a GPU does.
     """
 
     def __init__(self, backend=Backend.PyTorch, local_rank=None, optimization_level=Optimization.mxprO0,
                  placement=None, cudnn_benchmark=False, random_seed=None, log_dir=None,
-                 checkpoint_dir=None, create_tb_writer=False, tensorboard_dir=None):
+                 checkpoint_dir=None, create_tb_writer=False, tensorboard_dir=None, amp_dtype=None):
         if backend != Backend.PyTorch:
             raise ValueError(f"Only Backend.PyTorch is supported, got {backend!r}")
         local_rank = resolve_local_rank(local_rank)
@@ -58,7 +61,7 @@ class NeuralModuleFactory:
             seed_everything(random_seed)
         torch.backends.cudnn.benchmark = bool(cudnn_benchmark)
         self._optim_level = optimization_level
-        self.precision = Precision(optimization_level, self._device)
+        self.precision = Precision(optimization_level, self._device, amp_dtype=amp_dtype)
         self._log_dir = log_dir
         self._checkpoint_dir = checkpoint_dir or (os.path.join(log_dir, "checkpoints") if log_dir else None)
         self._logger = make_logger(self.global_rank, log_dir, self._local_rank)
@@ -88,18 +91,25 @@ class NeuralModuleFactory:
 
     # --------------------------------------------------------------- actions
     def train(self, tensors_to_optimize, callbacks=None, optimizer="novograd", optimization_params=None,
-              lr_policy=None, batches_per_step=1, stop_on_nan_loss=False, gradient_predivide=False):
-        """Optimise the sum of ``tensors_to_optimize``; see ``actions/train.py``."""
+              lr_policy=None, batches_per_step=1, stop_on_nan_loss=False, gradient_predivide=False,
+              max_consecutive_skips=DEFAULT_MAX_CONSECUTIVE_SKIPS):
+        """Optimise the sum of ``tensors_to_optimize``; see ``actions/train.py``.
+
+        A step whose loss or gradients are not finite is skipped (nothing
+        changes); ``max_consecutive_skips`` in a row (0: no limit) or, with
+        ``stop_on_nan_loss``, the first non-finite loss stop training with
+        ``NonFiniteTrainingError``. SIGTERM/SIGINT save and raise ``TrainingInterrupted``.
+        """
         return _train(self, tensors_to_optimize, callbacks=callbacks, optimizer=optimizer,
                       optimization_params=optimization_params, lr_policy=lr_policy,
                       batches_per_step=batches_per_step, stop_on_nan_loss=stop_on_nan_loss,
-                      gradient_predivide=gradient_predivide)
+                      gradient_predivide=gradient_predivide, max_consecutive_skips=max_consecutive_skips)
 
     def eval(self, callbacks):
         """Run each ``EvaluatorCallback`` once; returns their results (rank 0)."""
         from .actions.state import TrainingState
 
-        state = TrainingState(self, None, [], lambda tensors: evaluation_pass(self, tensors), 1, 0)
+        state = TrainingState(self, evaluate=lambda tensors: evaluation_pass(self, tensors))
         results = []
         for cb in callbacks:
             if not isinstance(cb, EvaluatorCallback):

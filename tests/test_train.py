@@ -101,10 +101,11 @@ def test_optimizer_instance_lr_policy_and_errors():
 
 def test_stop_on_nan_loss():
     nf = factory(random_seed=0)
-    _, _, loss = simplest_dag(n=256, batch_size=32)
-    result = nf.train([loss], optimizer="sgd", stop_on_nan_loss=True,
-                      optimization_params={"max_steps": 500, "lr": 10.0})
-    assert result["step"] < 500
+    _, fx, loss = simplest_dag(n=256, batch_size=32)
+    with pytest.raises(nemo_core.NonFiniteTrainingError, match="stop_on_nan_loss"):
+        nf.train([loss], optimizer="sgd", stop_on_nan_loss=True, optimization_params={"max_steps": 500, "lr": 10.0})
+    # the diverging step was not applied: the weights are those of the last good step
+    assert all(torch.isfinite(p).all() for p in fx.parameters())
 
 
 @pytest.mark.parametrize("level", [Optimization.mxprO1, Optimization.mxprO2, Optimization.mxprO3])

@@ -10,6 +10,7 @@ Also under ``python -m torch.distributed.launch --nproc_per_node=N`` and
 the resolved config and ``results.json``.
 """
 import argparse
+import contextlib
 import copy
 import functools
 import json
@@ -50,7 +51,10 @@ def build_parser(description=__doc__, default_config=None):
     add("--exp_name", default="asr_experiment")
     add("--work_dir", default="work_dir")
     add("--checkpoint_save_freq", type=int, default=1000, help="steps between checkpoints")
-    add("--load_dir", default=None, help="resume from the newest complete checkpoint set here")
+    add("--load_dir", default=None,
+        help="resume from the newest complete checkpoint set here (must exist; a folder with weights but no "
+             "trainer state initialises the weights and starts at step 0). Without it the run resumes from its "
+             "own <work_dir>/<exp_name>/checkpoints when that holds a set")
     add("--finetune_from", default=None,
         help="folder with NGC-format *JasperEncoder-STEP-*.pt / *JasperDecoderForCTC-STEP-*.pt")
     add("--finetune_pattern", default="", help="only checkpoint files whose name contains this, e.g. 'quartznet15x5'")
@@ -60,6 +64,24 @@ def build_parser(description=__doc__, default_config=None):
     add("--random_seed", type=int, default=None)
     add("--num_workers", type=int, default=0)
     add("--bucketing", action="store_true", help="group utterances of similar length in batches")
+    add("--amp_dtype", default="auto", choices=["auto", "float16", "bfloat16"],
+        help="half type for O1-O3: auto = float16 on GPU (with loss scaling), bfloat16 on CPU; float16 on CPU "
+             "runs exactly what a GPU runs")
+    reliability = parser.add_argument_group("reliability (README: Reliability)")
+    reliability.add_argument(
+        "--bad_utterances", default="skip", choices=["skip", "stop"],
+        help="training utterances that are unreadable, have NaN/inf samples or a transcript CTC cannot align: "
+             "skip them (each listed in <exp_dir>/dropped_utterances.jsonl) or stop with an error (default: skip)")
+    reliability.add_argument(
+        "--ctc_zero_infinity", action=argparse.BooleanOptionalAction, default=True,
+        help="an utterance CTC cannot align contributes zero loss instead of inf (reported; default: on)")
+    reliability.add_argument(
+        "--max_consecutive_skips", type=int, default=nemo_core.actions.guard.DEFAULT_MAX_CONSECUTIVE_SKIPS,
+        help="steps with non-finite loss/gradients are skipped; stop after this many in a row (0: never; "
+             "default: %(default)s)")
+    reliability.add_argument("--stop_on_nan_loss", action="store_true",
+                             help="stop at the first non-finite loss (weights stay those of the last good step)")
+    add("--debug", action="store_true", help="show the full traceback of an error")
     nemo_core.add_distributed_args(parser)
     return parser
 
@@ -79,28 +101,20 @@ def data_layer_kwargs(cfg, split):
 
 
 def finetune(encoder, decoder, folder, logger, pattern=""):
-    """Load NGC-format checkpoints; a decoder for another vocabulary is re-initialised."""
-    from nemo_core.checkpointing import latest_module_file, load_state_file
-
-    enc_file = latest_module_file(folder, "JasperEncoder", pattern)
-    dec_file = latest_module_file(folder, "JasperDecoderForCTC", pattern)
-    if enc_file is None:
-        raise SystemExit(f"--finetune_from {folder}: no *JasperEncoder-STEP-*.pt file")
-    encoder.restore_from(enc_file)
-    logger.info("Encoder initialised from %s", enc_file)
-    if dec_file is None:
+    """Initialise from NGC-format checkpoints (newest complete set in ``folder``);
+    a decoder for another vocabulary (or none in the folder) starts from scratch."""
+    loaded = nemo_core.restore_modules([encoder, decoder], folder, pattern, strict=False, logger=logger)
+    if encoder not in loaded.module_states:
+        raise nemo_core.CheckpointError(f"--finetune_from {folder}: the encoder checkpoint cannot be used: "
+                                        f"{loaded.skipped.get(encoder.name, 'no file')}")
+    logger.info("Encoder initialised from %s", loaded.set.files[encoder.name])
+    if decoder in loaded.module_states:
+        logger.info("Decoder initialised from %s", loaded.set.files[decoder.name])
+    elif decoder.name in loaded.set.files:
+        logger.warning("Decoder checkpoint %s does not fit this model (%s output classes): the vocabulary differs, "
+                       "so the decoder is re-initialised", loaded.set.files[decoder.name], decoder.num_classes)
+    else:
         logger.warning("No decoder checkpoint in %s; the decoder starts from scratch", folder)
-        return
-    state = load_state_file(dec_file)
-    own = decoder.state_dict()
-    if {k: tuple(v.shape) for k, v in state.items()} != {k: tuple(v.shape) for k, v in own.items()}:
-        classes = state.get("decoder_layers.0.weight")
-        logger.warning("Decoder checkpoint %s has %s output classes, this model %d: the vocabulary differs, "
-                       "so the decoder is re-initialised", dec_file,
-                       "?" if classes is None else classes.shape[0], own["decoder_layers.0.weight"].shape[0])
-        return
-    decoder.restore_from(dec_file)
-    logger.info("Decoder initialised from %s", dec_file)
 
 
 def main(argv=None, parser=None):
@@ -110,8 +124,31 @@ def main(argv=None, parser=None):
         parser.error("--train_dataset is required")
     if args.num_epochs is None and args.max_steps is None:
         args.num_epochs = 10
-    cfg = load_config(args.model_config)
-    return train(args, cfg)
+    with errors_as_one_line(args.debug):
+        return train(args, load_config(args.model_config))
+
+
+@contextlib.contextmanager
+def errors_as_one_line(debug=False):
+    """Known failures end the script with one line on stderr and a non-zero status (``--debug``: traceback).
+
+    A signal (SIGTERM/SIGINT) exits with 128 + its number after the checkpoint was written.
+    """
+    from nemo_asr.parts.audio import AudioLoadError
+    from nemo_asr.parts.manifest import ManifestError
+
+    try:
+        yield
+    except nemo_core.TrainingInterrupted as err:
+        print(f"{os.path.basename(sys.argv[0])}: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+    except (nemo_core.CheckpointError, nemo_core.NonFiniteTrainingError, ManifestError, AudioLoadError,
+            OSError) as err:
+        if debug:
+            raise
+        print(f"{os.path.basename(sys.argv[0])}: error: {str(err).strip().splitlines()[0]} (--debug shows the traceback)",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def train(args, cfg):
@@ -119,6 +156,7 @@ def train(args, cfg):
     nf = nemo_core.NeuralModuleFactory(
         local_rank=args.local_rank,
         optimization_level=nemo_core.Optimization.from_opt_level(args.amp_opt_level),
+        amp_dtype=None if getattr(args, "amp_dtype", "auto") == "auto" else args.amp_dtype,
         random_seed=args.random_seed, log_dir=exp_dir, checkpoint_dir=os.path.join(exp_dir, "checkpoints"),
         create_tb_writer=True, cudnn_benchmark=True)
     logger = nf.logger
@@ -142,7 +180,7 @@ def train(args, cfg):
     preprocessor, encoder, decoder = modules_from_config(cfg)
     augment = (nemo_asr.SpectrogramAugmentation(**cfg["SpectrogramAugmentation"])
                if cfg.get("SpectrogramAugmentation") else None)
-    ctc_loss = nemo_asr.CTCLossNM(num_classes=len(labels))
+    ctc_loss = nemo_asr.CTCLossNM(num_classes=len(labels), zero_infinity=args.ctc_zero_infinity)
     greedy = nemo_asr.GreedyCTCDecoder()
     if args.finetune_from:
         finetune(encoder, decoder, args.finetune_from, logger, args.finetune_pattern)
@@ -199,7 +237,8 @@ def train(args, cfg):
         params["betas"] = (args.beta1, args.beta2)
     logger.info("About %d steps per epoch", steps_per_epoch)
     result = nf.train([loss], callbacks=callbacks, optimizer=args.optimizer, optimization_params=params,
-                      lr_policy=policy, batches_per_step=args.iter_per_step)
+                      lr_policy=policy, batches_per_step=args.iter_per_step, stop_on_nan_loss=args.stop_on_nan_loss,
+                      max_consecutive_skips=args.max_consecutive_skips)
     return report(nf, exp_dir, evaluators, result)
 
 

@@ -1,8 +1,5 @@
 """The infer action: values of tensors over a whole data set."""
-import os
-
 from .. import checkpointing
-from ..checkpointing import CheckpointError
 from ..graph import GraphPlan
 from ..neural_module import TrainableNM
 from .evaluate import evaluation_pass
@@ -12,8 +9,9 @@ def infer(factory, tensors, checkpoint_dir=None, ckpt_pattern="", verbose=True, 
           use_cache=False, offload_to_cpu=True):
     """Per tensor, the list of its per-batch values.
 
-    ``checkpoint_dir``: first load each module's newest ``*{Name}-STEP-{n}.pt``
-    (file name containing ``ckpt_pattern``). ``cache=True`` keeps the data
+    ``checkpoint_dir``: first load the trainable modules from the newest
+    complete checkpoint set there (``checkpointing.restore_modules``: every
+    module from the same step; module file names containing ``ckpt_pattern``). ``cache=True`` keeps the data
     layer's batches; ``use_cache=True`` feeds those instead of reading the data
     layer again, so several DAGs over one (e.g. random) data layer see the same inputs.
     """
@@ -41,12 +39,5 @@ def infer(factory, tensors, checkpoint_dir=None, ckpt_pattern="", verbose=True, 
 
 
 def _restore_modules(modules, folder, pattern, logger):
-    if not os.path.isdir(folder):
-        raise CheckpointError(f"Checkpoint folder {folder} does not exist")
-    names = checkpointing.checkpoint_names([m for m in modules if isinstance(m, TrainableNM)])
-    for module, name in names.items():
-        path = checkpointing.latest_module_file(folder, name, pattern)
-        if path is None:
-            raise CheckpointError(f"No checkpoint for {name} (pattern {pattern!r}) in {folder}")
-        module.restore_from(path)
-        logger.info("Restored %s from %s", name, path)
+    trainable = [m for m in modules if isinstance(m, TrainableNM)]
+    checkpointing.restore_modules(trainable, folder, pattern, strict=True, logger=logger)

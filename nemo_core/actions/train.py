@@ -1,5 +1,13 @@
-"""The train action's loop. Precision, distribution and files are delegated
-to ``precision.py``, ``distributed.py`` and the callbacks/``checkpointing.py``."""
+"""The train action's loop. Precision (and the non-finite step decision),
+distribution and files are delegated to ``precision.py``, ``distributed.py``
+and the callbacks/``checkpointing.py``; resuming to ``TrainingState``.
+
+What a run survives (README "Reliability"): a step with a non-finite loss or
+gradients is skipped on every rank (``guard.py``); SIGTERM/SIGINT finish the
+step, save and raise ``TrainingInterrupted`` (``interrupts.py``); any other
+exception saves the last completed step through the callbacks'
+``on_train_interrupted`` before it propagates.
+"""
 import collections
 import contextlib
 import functools
@@ -9,12 +17,15 @@ import time
 import torch
 
 from ..callbacks import ActionCallback
+from ..checkpointing import CheckpointError
 from ..distributed import no_sync_all
 from ..enums import Optimization
 from ..neural_module import TrainableNM
 from ..optim import get_optimizer
 from .common import PlanCache, progress, set_training, to_device
 from .evaluate import evaluation_pass
+from .guard import DEFAULT_MAX_CONSECUTIVE_SKIPS, StepGuard
+from .interrupts import StopSignals, TrainingInterrupted
 from .state import TrainingState
 
 
@@ -42,7 +53,8 @@ def _build_optimizer(optimizer, params, precision, trainable):
 
 
 def train(factory, tensors_to_optimize, callbacks=None, optimizer="novograd", optimization_params=None,
-          lr_policy=None, batches_per_step=1, stop_on_nan_loss=False, gradient_predivide=False):
+          lr_policy=None, batches_per_step=1, stop_on_nan_loss=False, gradient_predivide=False,
+          max_consecutive_skips=DEFAULT_MAX_CONSECUTIVE_SKIPS):
     params = dict(optimization_params or {})
     callbacks = list(callbacks or [])
     tensors_to_optimize = list(tensors_to_optimize)
@@ -77,79 +89,170 @@ def train(factory, tensors_to_optimize, callbacks=None, optimizer="novograd", op
     total_steps = min(s for s in (max_steps, steps_from_epochs) if s is not None)
     if lr_policy is not None and hasattr(lr_policy, "with_total_steps"):
         lr_policy.with_total_steps(total_steps)
-    clip = params.get("grad_norm_clip")
 
-    state = TrainingState(factory, opt, trainable, functools.partial(evaluation_pass, factory),
-                          batches_per_epoch, total_steps)
+    state = TrainingState(factory, optimizer=opt, trainable_modules=trainable,
+                          evaluate=functools.partial(evaluation_pass, factory),
+                          batches_per_epoch=batches_per_epoch, total_steps=total_steps)
+    guard = StepGuard(base_plan.modules, factory.logger, max_consecutive_skips=max_consecutive_skips,
+                      stop_on_nan_loss=stop_on_nan_loss, describe=getattr(data_layer, "describe_samples", None))
     set_training(base_plan.modules, True)
     factory.logger.info("Training %d module(s), %s weights, for %d steps (%d batches/epoch) with %s",
                         len(trainable), f"{sum(p.numel() for p in weights):,}", total_steps,
                         batches_per_epoch, type(opt).__name__)
     started = time.perf_counter()
-    for cb in callbacks:
-        cb.on_train_start(state)
-
-    loss_names = [t.unique_name for t in tensors_to_optimize]
-    sampler = loader.sampler
-    accumulated = 0
-    done = state.step >= total_steps
-    while not done and (num_epochs is None or state.epoch < num_epochs):
-        sampler.set_epoch(state.epoch)
-        sampler.skip = state.epoch_step * data_layer.batch_size
-        if state.epoch_step == 0:
+    loop = _Loop(factory, state, plans, callbacks, opt, weights, guard, lr_policy, params.get("grad_norm_clip"),
+                 batches_per_step, [t.unique_name for t in tensors_to_optimize], callables, wrappers)
+    with StopSignals(factory.logger) as signals:
+        loop.signals = signals
+        try:
             for cb in callbacks:
-                cb.on_epoch_start(state)
-        for batch in progress(loader, f"epoch {state.epoch}", True, total=len(loader)):
-            if accumulated == 0:
-                needed = [t for cb in callbacks for t in cb.tensors_needed(state)]
-                plan = plans.get(needed)
-                for cb in callbacks:
-                    cb.on_step_start(state)
-            accumulated += 1
-            syncing = accumulated == batches_per_step
-            batch = precision.cast_inputs(to_device(batch, device))
-            with contextlib.nullcontext() if syncing else no_sync_all(wrappers):
-                with precision.autocast():
-                    values = plan.run(batch, callables)
-                    loss = values[loss_names[0]]
-                    for name in loss_names[1:]:
-                        loss = loss + values[name]
-                if stop_on_nan_loss and not torch.isfinite(loss).all():
-                    factory.logger.error("Loss is %s at step %d; stopping (stop_on_nan_loss)", loss.item(), state.step)
-                    state.should_stop = True
-                    break
-                precision.backward(loss / batches_per_step if batches_per_step > 1 else loss)
-            state.epoch_step += 1
-            if not syncing:
-                continue
-            accumulated = 0
-            for group in opt.param_groups:
-                group["lr"] = group["initial_lr"] if lr_policy is None else lr_policy(group["initial_lr"], state.step)
-            state.lr = opt.param_groups[0]["lr"]
-            precision.unscale_and_clip(opt, weights, clip)
-            if not precision.step(opt):
-                factory.logger.warning("Step %d skipped: inf/nan gradients (loss scale lowered)", state.step)
-            opt.zero_grad(set_to_none=True)
-            state.loss, state.values = loss.detach(), values
-            state.step += 1
-            for cb in callbacks:
-                cb.on_step_end(state)
-            state.values = {}
-            if state.step >= total_steps or state.should_stop:
-                done = True
-                break
-        if state.epoch_step >= batches_per_epoch:
-            for cb in callbacks:
-                cb.on_epoch_end(state)
-            state.epoch += 1
-            state.epoch_step = 0
-        if state.should_stop:
-            break
-    for cb in callbacks:
+                cb.on_train_start(state)
+            loop.run(loader, data_layer, num_epochs)
+        except BaseException as err:
+            _save_after_failure(state, callbacks, loop, err)
+            raise
+        if loop.stopped_by is not None:
+            saved = _save_after_failure(state, callbacks, loop, None)
+            raise TrainingInterrupted(loop.stopped_by, state.step, saved)
+    for cb in sorted(callbacks, key=lambda c: c.end_order):  # checkpoints before final evaluations
         cb.on_train_end(state)
     if factory.tb_writer is not None:
         factory.tb_writer.flush()
     loss_value = None if state.loss is None else float(state.loss)
-    factory.logger.info("Training done: %d steps, %d epochs, last loss %s", state.step, state.epoch,
+    factory.logger.info("Training done: %d steps (%d skipped), %d epochs, last loss %s", state.step,
+                        state.skipped_steps, state.epoch,
                         "n/a" if loss_value is None or math.isnan(loss_value) else f"{loss_value:.5g}")
-    return {"step": state.step, "epoch": state.epoch, "loss": loss_value, "seconds": time.perf_counter() - started}
+    return {"step": state.step, "epoch": state.epoch, "loss": loss_value, "skipped_steps": state.skipped_steps,
+            "seconds": time.perf_counter() - started}
+
+
+class _Loop:
+    """The epoch/batch/step loop of one ``train`` call (kept apart so failures can be handled around it)."""
+
+    def __init__(self, factory, state, plans, callbacks, opt, weights, guard, lr_policy, clip, batches_per_step,
+                 loss_names, callables, wrappers):
+        self.factory, self.state, self.plans, self.callbacks = factory, state, plans, callbacks
+        self.opt, self.weights, self.guard, self.lr_policy, self.clip = opt, weights, guard, lr_policy, clip
+        self.batches_per_step, self.loss_names = batches_per_step, loss_names
+        self.callables, self.wrappers = callables, wrappers
+        self.signals = None
+        self.stopped_by = None
+        self.started = False  # on_train_start (resume) went through
+        self.step_open = False  # between the first batch of a step and its completed update
+        self.in_update = False  # True while weights change: a failure there leaves no consistent state
+        self.committed = (0, 0)  # (epoch, epoch_step) after the last completed step
+
+    def run(self, loader, data_layer, num_epochs):
+        state, callbacks = self.state, self.callbacks
+        self.started = True
+        self.committed = (state.epoch, state.epoch_step)
+        sampler = loader.batch_sampler.sampler
+        done = state.step >= state.total_steps
+        while not done and (num_epochs is None or state.epoch < num_epochs):
+            sampler.set_epoch(state.epoch)
+            sampler.skip = state.epoch_step * data_layer.batch_size
+            if state.epoch_step == 0:
+                for cb in callbacks:
+                    cb.on_epoch_start(state)
+            accumulated = 0
+            for batch in progress(loader, f"epoch {state.epoch}", True, total=len(loader)):
+                if accumulated == 0:
+                    plan = self._begin_step()
+                    loss_finite = torch.ones((), dtype=torch.bool, device=self.factory.device)
+                self.guard.add_batch(loader.batch_sampler.take())
+                accumulated += 1
+                syncing = accumulated == self.batches_per_step
+                loss, values = self._forward_backward(plan, batch, syncing)
+                loss_finite = loss_finite & torch.isfinite(loss.detach()).all()
+                state.epoch_step += 1
+                if not syncing:
+                    continue
+                accumulated = 0
+                self._update(loss, values, loss_finite)
+                if state.step >= state.total_steps or state.should_stop or self._stop_requested():
+                    done = True
+                    break
+            if state.epoch_step >= state.batches_per_epoch:
+                for cb in callbacks:
+                    cb.on_epoch_end(state)
+                state.epoch += 1
+                state.epoch_step = 0
+                self.committed = (state.epoch, 0)
+            if state.should_stop or self.stopped_by is not None:
+                break
+
+    def _begin_step(self):
+        needed = [t for cb in self.callbacks for t in cb.tensors_needed(self.state)]
+        plan = self.plans.get(needed)
+        for cb in self.callbacks:
+            cb.on_step_start(self.state)
+        self.guard.begin_step()
+        self.step_open = True
+        return plan
+
+    def _forward_backward(self, plan, batch, syncing):
+        precision = self.factory.precision
+        batch = precision.cast_inputs(to_device(batch, self.factory.device))
+        with contextlib.nullcontext() if syncing else no_sync_all(self.wrappers):
+            with precision.autocast():
+                values = plan.run(batch, self.callables)
+                loss = values[self.loss_names[0]]
+                for name in self.loss_names[1:]:
+                    loss = loss + values[name]
+            precision.backward(loss / self.batches_per_step if self.batches_per_step > 1 else loss)
+        return loss, values
+
+    def _update(self, loss, values, loss_finite):
+        state, opt = self.state, self.opt
+        for group in opt.param_groups:
+            group["lr"] = group["initial_lr"] if self.lr_policy is None else self.lr_policy(group["initial_lr"], state.step)
+        state.lr = opt.param_groups[0]["lr"]
+        self.in_update = True
+        outcome = self.factory.precision.step(opt, self.weights, loss_finite, self.clip,
+                                              agree=self.factory.distributed.any_rank)
+        opt.zero_grad(set_to_none=True)
+        self.in_update = False
+        state.loss, state.values = loss.detach(), values
+        state.step += 1
+        self.committed = (state.epoch, state.epoch_step)
+        self.step_open = False
+        self.guard.after_step(state, outcome, loss.detach())
+        for cb in self.callbacks:
+            cb.on_step_end(state)
+        state.values = {}
+
+    def _stop_requested(self):
+        local = self.signals is not None and self.signals.requested is not None
+        if bool(self.factory.distributed.any_rank(local)):  # every rank stops after the same step
+            self.stopped_by = self.signals.requested if local else _peer_signal()
+            return True
+        return False
+
+
+def _peer_signal():
+    import signal
+
+    return signal.SIGTERM
+
+
+def _save_after_failure(state, callbacks, loop, err):
+    """Write the last completed step through the callbacks; True when something was saved.
+
+    Nothing is saved before training started (a failed resume), when the
+    failure hit while weights were changing, or when a checkpoint write was
+    what failed. BatchNorm statistics touched by an unfinished step are put
+    back first, and the position goes back to the last completed step.
+    """
+    if not loop.started or loop.in_update or isinstance(err, CheckpointError):
+        return False
+    if loop.step_open:  # undo what the unfinished step did to BatchNorm statistics and the position
+        loop.guard.rollback()
+        state.epoch, state.epoch_step = loop.committed
+    reason = err if err is not None else TrainingInterrupted.__name__
+    saved = False
+    for cb in callbacks:
+        try:
+            saved = bool(cb.on_train_interrupted(state, reason)) or saved
+        except Exception as save_err:  # the original failure is what the user must see
+            state.logger.error("Could not save after the failure: %s", save_err)
+    return saved
