@@ -54,16 +54,17 @@ class StepGuard:
         what = {"loss": f"loss is {float(loss):.4g}", "gradients": f"gradient norm is {float(outcome.grad_norm):.4g}",
                 "another rank": "another process had a non-finite loss or gradients"}[outcome.reason]
         samples = self._samples()
+        step = state.step - 1  # the step just attempted (0-based, as the loss logger counts)
         state.logger.warning("Step %d skipped: %s; weights, optimizer state and BatchNorm statistics unchanged "
-                             "(%d skipped so far, %d in a row)%s%s", state.step, what, state.skipped_steps,
+                             "(%d skipped so far, %d in a row)%s%s", step, what, state.skipped_steps,
                              state.consecutive_skips, _scale_note(state), samples)
         if self.stop_on_nan_loss and not outcome.loss_finite:
             raise NonFiniteTrainingError(
-                f"Loss is not finite at step {state.step} (stop_on_nan_loss); the weights are those of the last "
+                f"Loss is not finite at step {step} (stop_on_nan_loss); the weights are those of the last "
                 f"good step{samples}")
         if self.max_consecutive_skips and state.consecutive_skips >= self.max_consecutive_skips:
             raise NonFiniteTrainingError(
-                f"{state.consecutive_skips} steps in a row had non-finite loss or gradients (last: step {state.step}, "
+                f"{state.consecutive_skips} steps in a row had non-finite loss or gradients (last: step {step}, "
                 f"{what}); stopping. The weights are those of the last good step. Check the data named in the "
                 f"log, lower the learning rate, or train in float32 (O0)")
 
