@@ -168,16 +168,20 @@ def train(args, cfg):
             YAML(typ="safe").dump(resolved, handle)
 
     sample_rate = cfg.get("sample_rate", 16000)
+    # every utterance dropped (unreadable, NaN/inf samples, too long for CTC, duration filters) is listed here
+    checks = {"skip_bad_files": args.bad_utterances == "skip",
+              "dropped_report": os.path.join(exp_dir, "dropped_utterances.jsonl")}
     train_layer = nemo_asr.AudioToTextDataLayer(
         manifest_filepath=args.train_dataset, labels=labels, batch_size=args.batch_size, sample_rate=sample_rate,
         num_workers=args.num_workers, perturb_config=args.perturb_config, bucketing=args.bucketing,
-        **data_layer_kwargs(cfg, "train"))
+        **checks, **data_layer_kwargs(cfg, "train"))
     eval_sets = [(path, False) for path in args.eval_datasets] + [(path, True) for path in args.final_eval_datasets]
     eval_layers = [nemo_asr.AudioToTextDataLayer(
         manifest_filepath=path, labels=labels, batch_size=args.eval_batch_size or args.batch_size,
-        sample_rate=sample_rate, num_workers=args.num_workers, **data_layer_kwargs(cfg, "eval"))
+        sample_rate=sample_rate, num_workers=args.num_workers, **checks, **data_layer_kwargs(cfg, "eval"))
         for path, _ in eval_sets]
     preprocessor, encoder, decoder = modules_from_config(cfg)
+    train_layer.drop_ctc_infeasible(preprocessor, encoder)
     augment = (nemo_asr.SpectrogramAugmentation(**cfg["SpectrogramAugmentation"])
                if cfg.get("SpectrogramAugmentation") else None)
     ctc_loss = nemo_asr.CTCLossNM(num_classes=len(labels), zero_infinity=args.ctc_zero_infinity)
