@@ -18,5 +18,6 @@ from .greedy_ctc_decoder import GreedyCTCDecoder  # noqa: E402
 from .jasper import JasperDecoderForCTC, JasperEncoder  # noqa: E402
 from .losses import CTCLossNM  # noqa: E402
 from .metrics import char_error_rate, word_error_rate  # noqa: E402
-from .parts.audio import AudioLoadError  # noqa: E402
+from .parts.audio import AudioLoadError, NonFiniteSamplesError  # noqa: E402
+from .parts.data_check import DroppedUtterance, UnusableUtterancesError  # noqa: E402
 from .parts.manifest import ManifestError  # noqa: E402

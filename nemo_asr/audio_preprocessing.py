@@ -49,6 +49,11 @@ class _Preprocessor(NonTrainableNM):
     def num_features(self):
         return self.featurizer.num_features
 
+    def frames_for_samples(self, num_samples):
+        """Feature frames (LongTensor) the forward pass reports for ``num_samples`` samples,
+        without computing any features."""
+        return self.featurizer.get_seq_len(torch.as_tensor(num_samples).long())
+
     def forward(self, input_signal, length):
         with torch.autocast(device_type=input_signal.device.type, enabled=False):
             return self.featurizer(input_signal.float(), length)
@@ -102,6 +107,9 @@ class _MFCC(torch.nn.Module):
         super().__init__()
         self.mel = mel
         self.register_buffer("dct", dct_matrix(n_mfcc, mel.fb.shape[0]), persistent=False)
+
+    def get_seq_len(self, seq_len):
+        return self.mel.get_seq_len(seq_len)
 
     def forward(self, x, length):
         log_mel, frames = self.mel(x, length)

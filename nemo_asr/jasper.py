@@ -6,7 +6,9 @@ import collections
 
 from nemo_core import EncodedRepresentation, LengthsType, LogprobsType, NeuralType, SpectrogramType, TrainableNM
 
-from .parts.jasper import CTCDecoderHead, JasperEncoderNet, ctc_log_probs, run_blocks
+from .parts.jasper import (
+    CTCDecoderHead, JasperEncoderNet, ctc_log_probs, encoded_lengths, run_blocks, total_stride,
+)
 
 
 class JasperEncoder(TrainableNM):
@@ -40,6 +42,21 @@ class JasperEncoder(TrainableNM):
             outputs=NeuralType(("B", ("D", self._out_channels), "T"), EncodedRepresentation()),
             encoded_lengths=NeuralType(("B",), LengthsType()),
         )
+
+    @property
+    def out_channels(self):
+        """Channels of the encoded output (the last block's filters)."""
+        return self._out_channels
+
+    @property
+    def total_stride(self):
+        """Input frames per encoded frame (product of the convolutions' strides)."""
+        return total_stride(self.encoder)
+
+    def encoded_lengths(self, lengths):
+        """The ``encoded_lengths`` the forward pass returns for input frame counts ``lengths``
+        (LongTensor), from the convolutions' length arithmetic alone: no features needed."""
+        return encoded_lengths(self.encoder, lengths)
 
     def forward(self, audio_signal, length):
         return run_blocks(self.encoder, audio_signal, length)

@@ -75,10 +75,15 @@ def test_missing_and_corrupt_audio(tmp_path, caplog):
     (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
     corrupt = dict(good, audio_filepath="corrupt.wav")
     path = write_manifest(tmp_path / "c.json", [good, corrupt])
-    data = layer(path, shuffle=False)
+    # the header pass (check_audio, default) finds it before the first step ...
+    with pytest.raises(nemo_asr.AudioLoadError, match=r"c.json:2: cannot decode audio file .*corrupt.wav"):
+        layer(path, shuffle=False)
+    assert len(layer(path, skip_bad_files=True)) == 1
+    # ... and without it, loading does
+    data = layer(path, shuffle=False, check_audio=False)
     with pytest.raises(nemo_asr.AudioLoadError, match=r"corrupt.wav.*c.json:2"):
         list(data.make_dataloader(training=False))
-    skipping = layer(path, shuffle=False, skip_bad_files=True)
+    skipping = layer(path, shuffle=False, skip_bad_files=True, check_audio=False)
     with caplog.at_level("WARNING", logger="nemo_asr"):
         (batch,) = list(skipping.make_dataloader(training=False))
     assert batch[0].shape[0] == 1  # the bad file left the batch, with a warning

@@ -6,6 +6,7 @@ import torch
 
 from .audio import AudioLoadError, load_audio
 from .cleaners import clean_text
+from .data_check import load_failure
 
 _logger = logging.getLogger("nemo_asr")
 
@@ -36,8 +37,16 @@ class CharTokenizer:
 
 
 class AudioTextDataset(torch.utils.data.Dataset):
+    """(audio, length, tokens, length) per manifest entry.
+
+    A file that fails to load (undecodable, NaN/inf samples) raises naming the
+    manifest line, or with ``skip_bad_files`` is skipped (``None``; the collate
+    drops it), warned about and appended to ``report`` (a ``DropReport``).
+    """
+
     def __init__(self, entries, tokenizer, sample_rate, int_values=False, trim_silence=False,
-                 augmentor=None, bos_id=None, eos_id=None, load_audio_data=True, skip_bad_files=False):
+                 augmentor=None, bos_id=None, eos_id=None, load_audio_data=True, skip_bad_files=False,
+                 report=None):
         self.entries = entries
         self.tokenizer = tokenizer
         self.sample_rate = sample_rate
@@ -46,7 +55,13 @@ class AudioTextDataset(torch.utils.data.Dataset):
         self.bos_id, self.eos_id = bos_id, eos_id
         self.load_audio_data = load_audio_data
         self.skip_bad_files = skip_bad_files
+        self.report = report
         self.tokens = [self._tokens(e.text) for e in entries]
+
+    def keep(self, indices):
+        """Keep only the utterances at ``indices`` (in that order)."""
+        self.entries = [self.entries[i] for i in indices]
+        self.tokens = [self.tokens[i] for i in indices]
 
     def _tokens(self, text):
         ids = self.tokenizer(text)
@@ -74,8 +89,10 @@ class AudioTextDataset(torch.utils.data.Dataset):
                                  int_values=self.int_values, trim=self.trim_silence)
         except AudioLoadError as err:
             if not self.skip_bad_files:
-                raise AudioLoadError(f"{err} (manifest {entry.source})") from err
+                raise type(err)(f"{err} (manifest {entry.source})") from err
             _logger.warning("skip_bad_files: %s (manifest %s) skipped", err, entry.source)
+            if self.report is not None:
+                self.report.add([load_failure(entry, err)], log_each=False)
             return None
         if self.augmentor:
             samples = self.augmentor(samples)

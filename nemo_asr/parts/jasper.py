@@ -246,6 +246,35 @@ def run_blocks(blocks, audio_signal, length):
     return outputs[-1], length
 
 
+def masked_convs(blocks):
+    """The MaskedConv1d layers that set each block's output length (its ``mconv`` chain), in order.
+
+    Residual branches are left out: their 1x1 convs do not change the length.
+    """
+    return [layer for block in blocks for layer in block.mconv if isinstance(layer, MaskedConv1d)]
+
+
+def encoded_lengths(blocks, lengths):
+    """The lengths ``run_blocks`` returns for input ``lengths``, without running a convolution.
+
+    Uses each conv's own ``get_seq_len``, and, like the forward pass, only
+    where the conv masks (``conv_mask=False`` passes lengths through).
+    """
+    lengths = torch.as_tensor(lengths).long()
+    for conv in masked_convs(blocks):
+        if conv.use_mask:
+            lengths = conv.get_seq_len(lengths)
+    return lengths
+
+
+def total_stride(blocks):
+    """Input frames per output frame: the product of the convolutions' strides."""
+    stride = 1
+    for conv in masked_convs(blocks):
+        stride *= conv.conv.stride[0]
+    return stride
+
+
 def ctc_log_probs(decoder_layers, encoder_output):
     """(B, C, T) features -> (B, T, classes) float32 log-probabilities."""
     logits = decoder_layers(encoder_output).transpose(1, 2)
