@@ -56,6 +56,13 @@ def test_gradient_accumulation_equals_a_bigger_batch():
     assert torch.allclose(run(16, 1), run(8, 2), atol=1e-6)
 
 
+def test_gradient_accumulation_carries_across_epoch_ends():
+    nf = factory(random_seed=7)
+    _, fx, loss = simplest_dag(n=40, batch_size=8, shuffle=False)  # 5 batches per epoch
+    result = nf.train([loss], optimizer="sgd", batches_per_step=2, optimization_params={"num_epochs": 2, "lr": 1e-3})
+    assert result["step"] == 5  # the third step takes the last batch of epoch 0 and the first of epoch 1
+
+
 def test_several_losses_are_summed_and_frozen_modules_untouched():
     nf = factory(random_seed=0)
     dl = RealFunctionDataLayer(n=64, batch_size=8)

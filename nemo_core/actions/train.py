@@ -148,13 +148,13 @@ class _Loop:
         self.committed = (state.epoch, state.epoch_step)
         sampler = loader.batch_sampler.sampler
         done = state.step >= state.total_steps
+        accumulated = 0  # micro-batches of the current step; accumulation carries across epoch ends
         while not done and (num_epochs is None or state.epoch < num_epochs):
             sampler.set_epoch(state.epoch)
             sampler.skip = state.epoch_step * data_layer.batch_size
             if state.epoch_step == 0:
                 for cb in callbacks:
                     cb.on_epoch_start(state)
-            accumulated = 0
             for batch in progress(loader, f"epoch {state.epoch}", True, total=len(loader)):
                 if accumulated == 0:
                     plan = self._begin_step()
