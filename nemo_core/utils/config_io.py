@@ -4,7 +4,6 @@ enums and NeuralTypes.
 """
 import enum
 import importlib
-import io
 
 import torch
 from ruamel.yaml import YAML
@@ -122,12 +121,6 @@ def _yaml():
 def dump_yaml(data, path):
     with open(path, "w", encoding="utf-8") as handle:
         _yaml().dump(data, handle)
-
-
-def dumps_yaml(data):
-    stream = io.StringIO()
-    _yaml().dump(data, stream)
-    return stream.getvalue()
 
 
 def load_yaml(path):
