@@ -67,6 +67,33 @@ class TaylorNet(TrainableNM):
         return self.fc1(powers)
 
 
+class MLP(TrainableNM):
+    """x -> Linear -> [BatchNorm] -> tanh -> [Dropout] -> Linear -> y, both ``(B, D)`` channels.
+
+    A small net with the parts that make training state interesting: BatchNorm
+    running statistics and dropout's use of the RNG.
+    """
+
+    def __init__(self, dim_in=1, hidden=16, dim_out=1, dropout=0.0, batch_norm=False, placement=None, name=None):
+        super().__init__(placement=placement, name=name)
+        layers = [torch.nn.Linear(dim_in, hidden)]
+        layers += [torch.nn.BatchNorm1d(hidden)] if batch_norm else []
+        layers += [torch.nn.Tanh()]
+        layers += [torch.nn.Dropout(dropout)] if dropout else []
+        self.net = torch.nn.Sequential(*layers, torch.nn.Linear(hidden, dim_out))
+
+    @property
+    def input_ports(self):
+        return collections.OrderedDict(x=NeuralType(("B", "D"), ChannelType()))
+
+    @property
+    def output_ports(self):
+        return collections.OrderedDict(y=NeuralType(("B", "D"), ChannelType()))
+
+    def forward(self, x):
+        return self.net(x)
+
+
 class _RegressionLoss(LossNM):
     _fn = None
 

@@ -36,10 +36,10 @@ def test_killed_run_resumes_with_identical_losses(tmp_path):
     assert killed.returncode == -9  # SIGKILL: no clean-up ran
     files = sorted(os.listdir(resumed))
     # two modules of one class get distinct names; only complete sets; rotation kept 2 sets (10 and 15)
-    assert files == ["DropoutMLP-STEP-10.pt", "DropoutMLP-STEP-15.pt", "DropoutMLP_1-STEP-10.pt",
-                     "DropoutMLP_1-STEP-15.pt", "trainer-STEP-10.pt", "trainer-STEP-15.pt"]
+    assert files == ["MLP-STEP-10.pt", "MLP-STEP-15.pt", "MLP_1-STEP-10.pt",
+                     "MLP_1-STEP-15.pt", "trainer-STEP-10.pt", "trainer-STEP-15.pt"]
     # a set cut short by a crash (module file, no trainer file) must be ignored
-    torch.save({}, resumed / "DropoutMLP-STEP-20.pt")
+    torch.save({}, resumed / "MLP-STEP-20.pt")
 
     again = run_script("--ckpt_dir", resumed, "--losses", tmp_path / "rest.txt", "--max_steps", 30)
     assert again.returncode == 0, again.stderr

@@ -5,7 +5,6 @@ non-finite weights, failures and signals cost at most the current step,
 checkpoint discovery only ever uses complete sets, and resuming applies this
 run's settings or refuses clearly.
 """
-import collections
 import copy
 import json
 import os
@@ -16,10 +15,9 @@ import pytest
 import torch
 
 import nemo_core
-from nemo_core import (CheckpointCallback, CheckpointError, ChannelType, NeuralModuleFactory, NeuralType,
-                       NonFiniteTrainingError, ResumeError, TrainableNM)
+from nemo_core import CheckpointCallback, CheckpointError, NeuralModuleFactory, NonFiniteTrainingError, ResumeError
 from nemo_core import checkpointing
-from nemo_core.tutorials import MSELoss, RealFunctionDataLayer, TaylorNet
+from nemo_core.tutorials import MLP, MSELoss, RealFunctionDataLayer, TaylorNet
 
 from conftest import PYTHON, SCRIPTS, subprocess_env
 
@@ -52,30 +50,10 @@ class _FailingOnce(torch.utils.data.Dataset):
         return self.inner[i]
 
 
-class BNNet(TrainableNM):
-    """x -> Linear -> BatchNorm -> tanh -> Linear: has running statistics to protect."""
-
-    def __init__(self, hidden=8):
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(1, hidden), torch.nn.BatchNorm1d(hidden), torch.nn.Tanh(),
-                                       torch.nn.Linear(hidden, 1))
-
-    @property
-    def input_ports(self):
-        return collections.OrderedDict(x=NeuralType(("B", "D"), ChannelType()))
-
-    @property
-    def output_ports(self):
-        return collections.OrderedDict(y=NeuralType(("B", "D"), ChannelType()))
-
-    def forward(self, x):
-        return self.net(x)
-
-
 def build(poison=(), n=64, batch_size=8, fail_at=None, seed=0):
     nf = NeuralModuleFactory(placement=nemo_core.DeviceType.CPU, random_seed=seed)
     dl = PointsLayer(n=n, batch_size=batch_size, poison=poison, fail_at=fail_at)
-    net = BNNet()
+    net = MLP(batch_norm=True)
     x, y = dl()
     return nf, dl, net, MSELoss()(predictions=net(x=x), target=y)
 
@@ -124,8 +102,8 @@ def test_non_finite_batch_is_skipped_without_trace(tmp_path, capsys):
     assert not same(snaps.before[1], snaps.after[1])  # a normal step does change them
     assert "Step 2 skipped: loss is nan" in log and "point-20" in log
     assert all_finite(net)
-    for ckpt_set in checkpointing.find_sets(str(tmp_path), ["BNNet"]):
-        assert all(torch.isfinite(v).all() for v in torch.load(ckpt_set.files["BNNet"]).values()
+    for ckpt_set in checkpointing.find_sets(str(tmp_path), ["MLP"]):
+        assert all(torch.isfinite(v).all() for v in torch.load(ckpt_set.files["MLP"]).values()
                    if v.is_floating_point())
 
 
@@ -136,9 +114,9 @@ def test_consecutive_skips_stop_the_run_with_the_last_good_weights(tmp_path):
     with pytest.raises(NonFiniteTrainingError, match="3 steps in a row"):
         nf.train([loss], callbacks=[snaps, cb], optimizer="novograd", max_consecutive_skips=3,
                  optimization_params={"max_steps": 50, "lr": 0.05})
-    sets = checkpointing.find_sets(str(tmp_path), ["BNNet"])
+    sets = checkpointing.find_sets(str(tmp_path), ["MLP"])
     assert [s.step for s in sets] == [6]  # written when the run stopped: steps 3, 4, 5 were skipped
-    saved = torch.load(sets[0].files["BNNet"])
+    saved = torch.load(sets[0].files["MLP"])
     assert same(saved, snaps.after[2]["model"])  # exactly the weights after the last good step
 
 
@@ -149,16 +127,16 @@ def test_stop_on_nan_loss_writes_no_ruined_set(tmp_path):
     with pytest.raises(NonFiniteTrainingError, match="stop_on_nan_loss"):
         nf.train([loss], callbacks=[snaps, cb], optimizer="sgd", stop_on_nan_loss=True,
                  optimization_params={"max_steps": 50, "lr": 0.05})
-    (ckpt_set,) = checkpointing.find_sets(str(tmp_path), ["BNNet"])
-    assert same(torch.load(ckpt_set.files["BNNet"]), snaps.after[4]["model"])
+    (ckpt_set,) = checkpointing.find_sets(str(tmp_path), ["MLP"])
+    assert same(torch.load(ckpt_set.files["MLP"]), snaps.after[4]["model"])
 
 
 def test_checkpoint_with_non_finite_weights_is_refused(tmp_path):
-    net = BNNet()
+    net = MLP(batch_norm=True)
     with torch.no_grad():
         net.net[0].weight[0, 0] = float("inf")
     with pytest.raises(CheckpointError, match=r"non-finite values in net\.0\.weight"):
-        checkpointing.save_checkpoint(str(tmp_path), 3, {net: "BNNet"}, {"step": 3})
+        checkpointing.save_checkpoint(str(tmp_path), 3, {net: "MLP"}, {"step": 3})
     assert os.listdir(tmp_path) == []
 
 
@@ -180,7 +158,7 @@ def test_final_checkpoint_is_written_before_the_final_evaluation(tmp_path):
     cb = CheckpointCallback(folder=str(tmp_path), step_freq=100)
     with pytest.raises(OSError, match="cannot decode"):  # listed before the checkpoint callback on purpose
         nf.train([loss], callbacks=[evaluator, cb], optimizer="sgd", optimization_params={"max_steps": 5, "lr": 0.1})
-    assert [s.step for s in checkpointing.find_sets(str(tmp_path), ["BNNet"])] == [5]
+    assert [s.step for s in checkpointing.find_sets(str(tmp_path), ["MLP"])] == [5]
 
 
 def _train_to(folder, max_steps=12, fail_at=None, lr=0.05, optimizer="novograd", weight_decay=0.001, **cb_kwargs):
@@ -198,7 +176,7 @@ def test_crash_costs_at_most_the_current_step_and_resume_is_exact(tmp_path):
     reference, _, _ = _train_to(tmp_path / "reference")
     with pytest.raises(OSError, match="disk went away"):
         _train_to(tmp_path / "run", fail_at=42)  # sample 42 is read in step 5 (batches of 8)
-    assert [s.step for s in checkpointing.find_sets(str(tmp_path / "run"), ["BNNet"])] == [5]
+    assert [s.step for s in checkpointing.find_sets(str(tmp_path / "run"), ["MLP"])] == [5]
     resumed, result, _ = _train_to(tmp_path / "run")
     assert result["step"] == 12
     assert same(resumed.state_dict(), reference.state_dict())  # bit-identical to the run that never failed
@@ -214,16 +192,16 @@ def test_resume_applies_new_settings_and_refuses_another_optimizer(tmp_path, cap
     assert "lr 0.01 -> 0.02" in log and "weight_decay 0.001 -> 0" in log
     with pytest.raises(ResumeError, match="trained with Novograd, but this run uses SGD"):
         _train_to(tmp_path, max_steps=8, optimizer="sgd")
-    assert [s.step for s in checkpointing.find_sets(str(tmp_path), ["BNNet"])] == [4, 6]  # nothing written
+    assert [s.step for s in checkpointing.find_sets(str(tmp_path), ["MLP"])] == [4, 6]  # nothing written
 
 
 def test_load_dir_must_exist_and_weights_only_folder_initialises(tmp_path, capsys):
     with pytest.raises(CheckpointError, match="does not exist"):
         _train_to(tmp_path / "run", load_from_folder=str(tmp_path / "typo"))
     weights_only = tmp_path / "weights"
-    source = BNNet()
+    source = MLP(batch_norm=True)
     weights_only.mkdir()
-    source.save_to(str(weights_only / "BNNet-STEP-300.pt"))
+    source.save_to(str(weights_only / "MLP-STEP-300.pt"))
     capsys.readouterr()
     net, result, _ = _train_to(tmp_path / "run", max_steps=3, lr=0.0, load_from_folder=str(weights_only))
     log = capsys.readouterr().err
@@ -233,7 +211,7 @@ def test_load_dir_must_exist_and_weights_only_folder_initialises(tmp_path, capsy
                 {k: v for k, v in source.state_dict().items() if "running" not in k and "batches" not in k})
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(CheckpointError, match="No complete checkpoint set for BNNet"):
+    with pytest.raises(CheckpointError, match="No complete checkpoint set for MLP"):
         _train_to(tmp_path / "run2", load_from_folder=str(empty))
 
 
@@ -289,7 +267,7 @@ def test_signal_finishes_the_step_saves_and_resumes_exactly(tmp_path, signal_nam
     assert stopped.returncode == status, stopped.stderr
     assert f"Training stopped by SIG{signal_name} after step 8" in stopped.stderr
     # a complete set at step 8 (not a multiple of --step_freq 5) and nothing half-written
-    assert [s.step for s in checkpointing.find_sets(str(run), ["DropoutMLP", "DropoutMLP_1"])] == [5, 8]
+    assert [s.step for s in checkpointing.find_sets(str(run), ["MLP", "MLP_1"])] == [5, 8]
     assert not [f for f in os.listdir(run) if f.endswith(".tmp")]
     again = run_script("--ckpt_dir", run, "--losses", tmp_path / "rest.txt", "--max_steps", 20)
     assert again.returncode == 0, again.stderr
@@ -301,13 +279,11 @@ def test_signal_finishes_the_step_saves_and_resumes_exactly(tmp_path, signal_nam
 DISK_FULL_SCRIPT = r"""
 import json, os, sys, torch, nemo_core
 from nemo_core import checkpointing
-from nemo_core.tutorials import MSELoss, RealFunctionDataLayer
-sys.path.insert(0, os.environ["TESTS_DIR"])
-from test_run_integrity import BNNet
+from nemo_core.tutorials import MLP, MSELoss, RealFunctionDataLayer
 folder = sys.argv[1]
 nf = nemo_core.NeuralModuleFactory(placement=nemo_core.DeviceType.CPU, random_seed=0)
 dl = RealFunctionDataLayer(n=32, batch_size=8)
-net = BNNet(hidden=10000)  # ~320 KB per set (weights and BatchNorm buffers)
+net = MLP(hidden=10000, batch_norm=True)  # ~320 KB per set (weights and BatchNorm buffers)
 x, y = dl()
 loss = MSELoss()(predictions=net(x=x), target=y)
 out = {}
@@ -317,8 +293,8 @@ try:
 except nemo_core.CheckpointError as err:
     out["error"] = str(err)
 out["files"] = sorted(os.listdir(folder))
-out["sets"] = [s.step for s in checkpointing.find_sets(folder, ["BNNet"])]
-loaded = checkpointing.read_set(checkpointing.find_sets(folder, ["BNNet"])[-1], {BNNet(hidden=10000): "BNNet"})
+out["sets"] = [s.step for s in checkpointing.find_sets(folder, ["MLP"])]
+loaded = checkpointing.read_set(checkpointing.find_sets(folder, ["MLP"])[-1], {MLP(hidden=10000, batch_norm=True): "MLP"})
 out["readable"] = loaded.trainer_state["step"]
 print(json.dumps(out))
 """
@@ -330,16 +306,14 @@ def test_disk_full_names_the_folder_and_keeps_earlier_sets(tmp_path):
     folder.mkdir()
     script = tmp_path / "disk_full.py"
     script.write_text(DISK_FULL_SCRIPT)
-    env = subprocess_env()
-    env["TESTS_DIR"] = os.path.dirname(os.path.abspath(__file__))
     # a real, tiny filesystem (500 KiB tmpfs) in a private mount namespace: one set fits, the second does not
     cmd = ["unshare", "--user", "--map-root-user", "--mount", "sh", "-c",
            f'mount -t tmpfs -o size=500k none "{folder}" && exec "{PYTHON}" "{script}" "{folder}"']
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     if proc.returncode != 0 and "mount" in proc.stderr and "error" not in proc.stdout:
         pytest.skip(f"cannot mount a tmpfs in a user namespace here: {proc.stderr.strip()[-200:]}")
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     assert "is full" in out["error"] and str(folder) in out["error"]
     assert out["sets"] == [2] and out["readable"] == 2  # the earlier set is intact
-    assert out["files"] == ["BNNet-STEP-2.pt", "trainer-STEP-2.pt"]  # no temporary or partial files
+    assert out["files"] == ["MLP-STEP-2.pt", "trainer-STEP-2.pt"]  # no temporary or partial files

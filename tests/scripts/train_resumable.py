@@ -15,27 +15,8 @@ import sys
 import torch
 
 import nemo_core
-from nemo_core import ChannelType, NeuralType, TrainableNM
 from nemo_core.optim import CosineAnnealing
-from nemo_core.tutorials import MSELoss, RealFunctionDataLayer
-
-
-class DropoutMLP(TrainableNM):
-    def __init__(self, hidden=16):
-        super().__init__()
-        self.net = torch.nn.Sequential(torch.nn.Linear(1, hidden), torch.nn.Tanh(),
-                                       torch.nn.Dropout(0.3), torch.nn.Linear(hidden, 1))
-
-    @property
-    def input_ports(self):
-        return collections.OrderedDict(x=NeuralType(("B", "D"), ChannelType()))
-
-    @property
-    def output_ports(self):
-        return collections.OrderedDict(y=NeuralType(("B", "D"), ChannelType()))
-
-    def forward(self, x):
-        return self.net(x)
+from nemo_core.tutorials import MLP, MSELoss, RealFunctionDataLayer
 
 
 class LossRecorder(nemo_core.ActionCallback):
@@ -65,9 +46,9 @@ def main():
 
     nf = nemo_core.NeuralModuleFactory(placement=nemo_core.DeviceType.CPU, random_seed=42)
     dl = RealFunctionDataLayer(n=100, batch_size=8)
-    model = DropoutMLP()
+    model = MLP(dropout=0.3)
     # a second module of the same class: both need distinct, stable checkpoint names
-    head = DropoutMLP()
+    head = MLP(dropout=0.3)
     x, y = dl()
     loss = MSELoss()(predictions=head(x=model(x=x)), target=y)
     recorder = LossRecorder(args.losses, args.kill_at_step, args.signal_at_step, getattr(signal, "SIG" + args.signal))
