@@ -194,6 +194,8 @@ class Precision:
             self.scaler.update()  # found inf in unscale_: backs off, resets the growth tracker
         else:  # skipped for the loss or another rank's sake: back off all the same
             self.scaler.update(new_scale=self.scaler.get_scale() * self.scaler.get_backoff_factor())
+            # update(new_scale=...) keeps the count of clean steps; an overflow resets it, so do that here too
+            self.scaler.load_state_dict({**self.scaler.state_dict(), "_growth_tracker": 0})
 
     def refresh_masters(self):
         """Re-read masters from the model (after weights were loaded into it)."""

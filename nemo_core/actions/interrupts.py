@@ -2,10 +2,13 @@
 
 The first signal asks the train loop to finish the current step, write a
 complete checkpoint set and stop with ``TrainingInterrupted`` (scripts exit
-with ``128 + signal``). A second signal stops at once: the default handler
-runs (a checkpoint being written then leaves at most a stray ``.tmp`` file,
-never a damaged set). Handlers can only be installed in the main thread;
-elsewhere the run keeps Python's defaults.
+with ``128 + signal``). A second Ctrl-C (SIGINT) stops at once: Python's
+handler runs (a checkpoint being written then leaves at most a stray ``.tmp``
+file, never a damaged set). Further SIGTERMs are absorbed: launchers and
+schedulers often deliver one to every process (torchrun forwards its own,
+a job step signals each process), and a scheduler that will not wait sends
+SIGKILL anyway. Handlers can only be installed in the main thread; elsewhere
+the run keeps Python's defaults.
 """
 import signal
 import threading
@@ -48,10 +51,12 @@ class StopSignals:
         return False
 
     def _handle(self, signum, frame):
-        if self.requested is not None:  # second signal: give up at once
-            self.__exit__()
-            signal.raise_signal(signum)
+        if self.requested is not None:
+            if signum == signal.SIGINT:  # Ctrl-C twice: give up at once
+                self.__exit__()
+                signal.raise_signal(signum)
             return
         self.requested = signum
-        self.logger.warning("Received %s: finishing the current step, then saving a checkpoint and stopping "
-                            "(send it again to stop at once)", signal.Signals(signum).name)
+        again = " (Ctrl-C again stops at once)" if signum == signal.SIGINT else ""
+        self.logger.warning("Received %s: finishing the current step, then saving a checkpoint and stopping%s",
+                            signal.Signals(signum).name, again)

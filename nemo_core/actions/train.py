@@ -113,6 +113,7 @@ def train(factory, tensors_to_optimize, callbacks=None, optimizer="novograd", op
             raise
         if loop.stopped_by is not None:
             saved = _save_after_failure(state, callbacks, loop, None)
+            dist_ctx.barrier()  # no rank exits (and makes the launcher stop the others) before the set is written
             raise TrainingInterrupted(loop.stopped_by, state.step, saved)
     for cb in sorted(callbacks, key=lambda c: c.end_order):  # checkpoints before final evaluations
         cb.on_train_end(state)
