@@ -182,9 +182,11 @@ class CheckpointCallback(ActionCallback):
 
     ``load_from_folder`` (e.g. ``--load_dir``): must exist and hold a usable
     set -- complete with trainer state to resume, or weights only to
-    initialise from (the log says it does not resume). Without it the
-    callback resumes from its own ``folder`` when that holds a set, else
-    starts fresh. A set that is unreadable or does not fit the modules is
+    initialise from (the log says it does not resume). Once the callback's
+    own ``folder`` holds sets of this run, they win (the same command run
+    again after a stop continues the run, it does not start it over).
+    Without ``load_from_folder`` the callback resumes from its own ``folder``
+    when that holds a set, else starts fresh. A set that is unreadable or does not fit the modules is
     skipped with a warning naming the file and the next older one is used
     (``force_load=True``: an error instead). Only the files this run wrote are
     rotated (``checkpoints_to_keep``), so nothing older is ever deleted.
@@ -215,9 +217,20 @@ class CheckpointCallback(ActionCallback):
         if explicit and not os.path.isdir(source):
             raise CheckpointError(f"Checkpoint folder {source} (load_from_folder) "
                                   f"{'is not a folder' if os.path.exists(source) else 'does not exist'}")
+        if explicit and self._own_sets(state):  # the same command run again after a stop: continue this run
+            state.logger.info("%s holds this run's own checkpoints: resuming from there (load_from_folder %s "
+                              "only starts a run)", self.folder, source)
+            source = self.folder
         step = state.resume_from(source, required=explicit, force_load=self.force_load)
         if step is not None:
             self._last_saved_step = state.step
+
+    def _own_sets(self, state):
+        """Complete sets with trainer state in this callback's own folder (when it is another folder)."""
+        if not os.path.isdir(self.folder) or os.path.abspath(self.folder) == os.path.abspath(self.load_from_folder):
+            return []
+        sets = checkpointing.find_sets(self.folder, list(state.checkpoint_names().values()))
+        return [s for s in sets if s.trainer_file is not None]
 
     @property
     def _saves(self):
@@ -226,11 +239,12 @@ class CheckpointCallback(ActionCallback):
     def _save(self, state):
         if self._last_saved_step == state.step:
             return True  # this step is on disk already
-        self._last_saved_step = state.step
         if not state.is_main:
+            self._last_saved_step = state.step
             return False
         named = state.checkpoint_names()
         checkpointing.save_checkpoint(self.folder, state.step, named, state.trainer_state())
+        self._last_saved_step = state.step
         self._written.append(state.step)
         state.logger.info("Saved checkpoint for step %d to %s", state.step, self.folder)
         while self.checkpoints_to_keep > 0 and len(self._written) > self.checkpoints_to_keep:

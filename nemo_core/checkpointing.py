@@ -12,6 +12,7 @@ files (an NGC download, weights copied by hand) holds weights-only sets: a
 step counts when every requested module has a file there.
 """
 import collections
+import errno
 import glob
 import logging
 import os
@@ -59,10 +60,12 @@ def save_atomic(obj, path):
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
     except BaseException as err:
+        # torch.save reports write errors as RuntimeError; free space is read before the partial file goes
+        message = _write_failure(path, folder, err) if isinstance(err, (OSError, RuntimeError)) else None
         if os.path.exists(tmp_path):
             os.remove(tmp_path)
-        if isinstance(err, (OSError, RuntimeError)):  # torch.save reports write errors as RuntimeError
-            raise CheckpointError(_write_failure(path, folder, err)) from err
+        if message is not None:
+            raise CheckpointError(message) from err
         raise
 
 
@@ -72,9 +75,11 @@ def _write_failure(path, folder, err):
     except OSError:
         free = None
     detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    if free is not None and free < 64 * 2**20:
-        return (f"Cannot write checkpoint {os.path.basename(path)}: the disk holding {folder} is full "
-                f"({free / 2**20:.1f} MiB free); free space there or choose another checkpoint folder ({detail})")
+    out_of_space = getattr(err, "errno", None) in (errno.ENOSPC, errno.EDQUOT)
+    if out_of_space or (free is not None and free < 64 * 2**20):
+        room = "" if free is None else f" ({free / 2**20:.1f} MiB free)"
+        return (f"Cannot write checkpoint {os.path.basename(path)}: the disk holding {folder} is full{room}; "
+                f"free space there or choose another checkpoint folder ({detail})")
     return f"Cannot write checkpoint {os.path.basename(path)} in {folder}: {detail}"
 
 

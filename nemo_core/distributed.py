@@ -91,18 +91,19 @@ class DistributedContext:
         dist.all_gather_object(gathered, obj)
         return gathered
 
-    def any_rank(self, flag):
-        """True on every rank when ``flag`` (bool or bool tensor) is true on any rank.
+    def any_rank(self, flags):
+        """Element-wise: true on every rank where ``flags`` (bool, list or bool tensor) is true on any rank.
 
         One small all-reduce; the train loop uses it so that all ranks skip the
         same steps and stop at the same step (replicas never diverge).
         """
+        flags = torch.as_tensor(flags)
         if not self.is_active:
-            return torch.as_tensor(flag).bool()
+            return flags.bool()
         device = torch.device("cuda", torch.cuda.current_device()) if self.backend == "nccl" else torch.device("cpu")
-        value = torch.as_tensor(flag, device=device).reshape(1).to(torch.int32)
+        value = flags.to(device=device, dtype=torch.int32).reshape(-1)
         dist.all_reduce(value, op=dist.ReduceOp.MAX)
-        return value[0].bool()
+        return value.reshape(flags.shape).bool()
 
     def barrier(self):
         if self.is_active:

@@ -153,8 +153,11 @@ class Precision:
         (tensor) for the loss of this step. O2's gradients move to the float32
         masters, the loss scale is divided out, and the total gradient norm is
         computed once (float32; reused for clipping). The step is skipped when
-        the loss or the norm is not finite; ``agree(bad) -> bad`` makes every
-        rank take the same decision (the train loop passes an all-reduce).
+        the loss or the norm is not finite; ``agree(flags) -> flags`` makes every
+        rank take the same decision (the train loop passes an all-reduce of
+        ``[loss bad, gradients bad]``). ``StepOutcome.loss_finite`` is the agreed
+        flag (False when any rank's loss was not finite); ``reason`` is this
+        rank's view: "loss", "gradients" or "another rank".
         A skipped step changes no weight and no optimiser state; with loss
         scaling the scale backs off. Returns a ``StepOutcome``.
         """
@@ -165,14 +168,14 @@ class Precision:
         grads = [g for g in (masters.get(id(p), p).grad for p in params) if g is not None]
         norm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float32)))
                 if grads else torch.zeros((), device=self.device))
-        loss_ok = torch.as_tensor(loss_finite, device=norm.device).reshape(())
-        bad = ~(loss_ok & torch.isfinite(norm))
-        if agree is not None:
-            bad = agree(bad)
-        if bool(bad):
-            self._back_off(grads_finite=bool(torch.isfinite(norm)))
-            reason = "loss" if not bool(loss_ok) else ("gradients" if not bool(torch.isfinite(norm)) else "another rank")
-            return StepOutcome(False, norm, bool(loss_ok), reason)
+        local = torch.stack([~torch.as_tensor(loss_finite, device=norm.device).reshape(()), ~torch.isfinite(norm)])
+        agreed = agree(local) if agree is not None else local  # [any rank's loss bad, any rank's gradients bad]
+        loss_bad, grads_bad = (bool(v) for v in agreed)
+        if loss_bad or grads_bad:
+            self._back_off(grads_finite=not bool(local[1]))
+            local_loss_bad, local_grads_bad = (bool(v) for v in local)
+            reason = "loss" if local_loss_bad else ("gradients" if local_grads_bad else "another rank")
+            return StepOutcome(False, norm, not loss_bad, reason)
         if max_norm is not None and max_norm > 0:
             torch.nn.utils.clip_grads_with_norm_(grads, max_norm, norm)
         self.scaler.step(optimizer)

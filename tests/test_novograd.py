@@ -65,3 +65,18 @@ def test_skips_params_without_grad_and_rejects_bad_args():
         Novograd([a], betas=(1.0, 0.5))
     with pytest.raises(ValueError, match="learning rate"):
         Novograd([a], lr=-1)
+
+
+def test_half_weights_keep_float32_moments():
+    """Under O3 the weights are fp16; a gradient norm above 256 squared overflows fp16, so the
+    second moment must be float32 or the layer silently stops learning (inf denominator)."""
+    torch.manual_seed(0)
+    weight = torch.nn.Parameter(torch.randn(64, 64).half())
+    opt = Novograd([weight], lr=0.01)
+    start = weight.detach().clone()
+    for _ in range(3):
+        weight.grad = (torch.randn(64, 64) * 300).half()  # norm ~19,000
+        opt.step()
+    assert opt.state[weight]["exp_avg_sq"].dtype == torch.float32
+    assert torch.isfinite(opt.state[weight]["exp_avg_sq"]) and torch.isfinite(weight).all()
+    assert (weight - start).abs().max() > 1e-3  # it still learns

@@ -37,16 +37,21 @@ class PointsLayer(RealFunctionDataLayer):
 
 
 class _FailingOnce(torch.utils.data.Dataset):
-    def __init__(self, inner, index):
-        self.inner, self.index, self.failed = inner, index, False
+    """Raises on the ``nth`` read of sample ``index`` (``fail_at=index`` or ``(index, nth)``), once."""
+
+    def __init__(self, inner, fail_at):
+        self.inner = inner
+        self.index, self.nth = fail_at if isinstance(fail_at, tuple) else (fail_at, 1)
+        self.reads = 0
 
     def __len__(self):
         return len(self.inner)
 
     def __getitem__(self, i):
-        if i == self.index and not self.failed:
-            self.failed = True
-            raise OSError(f"cannot read sample {i} (disk went away)")
+        if i == self.index:
+            self.reads += 1
+            if self.reads == self.nth:
+                raise OSError(f"cannot read sample {i} (disk went away)")
         return self.inner[i]
 
 
@@ -161,13 +166,14 @@ def test_final_checkpoint_is_written_before_the_final_evaluation(tmp_path):
     assert [s.step for s in checkpointing.find_sets(str(tmp_path), ["MLP"])] == [5]
 
 
-def _train_to(folder, max_steps=12, fail_at=None, lr=0.05, optimizer="novograd", weight_decay=0.001, **cb_kwargs):
-    nf, dl, net, loss = build(fail_at=fail_at)
-    cb = CheckpointCallback(folder=str(folder), step_freq=100, **cb_kwargs)
+def _train_to(folder, max_steps=12, fail_at=None, lr=0.05, optimizer="novograd", weight_decay=0.001, n=64,
+              batches_per_step=1, step_freq=100, **cb_kwargs):
+    nf, dl, net, loss = build(fail_at=fail_at, n=n)
+    cb = CheckpointCallback(folder=str(folder), step_freq=step_freq, **cb_kwargs)
     groups = []
     grab = type("Grab", (nemo_core.ActionCallback,), {
         "on_step_start": lambda self, state: groups.append(dict(state.optimizer.param_groups[0], params=None))})()
-    result = nf.train([loss], callbacks=[cb, grab], optimizer=optimizer,
+    result = nf.train([loss], callbacks=[cb, grab], optimizer=optimizer, batches_per_step=batches_per_step,
                       optimization_params={"max_steps": max_steps, "lr": lr, "weight_decay": weight_decay})
     return net, result, groups
 
@@ -180,6 +186,53 @@ def test_crash_costs_at_most_the_current_step_and_resume_is_exact(tmp_path):
     resumed, result, _ = _train_to(tmp_path / "run")
     assert result["step"] == 12
     assert same(resumed.state_dict(), reference.state_dict())  # bit-identical to the run that never failed
+
+
+def test_crash_inside_a_step_open_across_an_epoch_end_resumes_exactly(tmp_path):
+    # 5 batches per epoch, 2 per step: step 2 takes the last batch of epoch 0 and the first of epoch 1
+    reference, _, _ = _train_to(tmp_path / "reference", max_steps=5, n=40, batches_per_step=2)
+    with pytest.raises(OSError, match="disk went away"):
+        _train_to(tmp_path / "run", max_steps=5, n=40, batches_per_step=2, fail_at=(0, 2))  # epoch 1, batch 0
+    assert [s.step for s in checkpointing.find_sets(str(tmp_path / "run"), ["MLP"])] == [2]
+    resumed, result, _ = _train_to(tmp_path / "run", max_steps=5, n=40, batches_per_step=2)
+    assert result["step"] == 5 and same(resumed.state_dict(), reference.state_dict())
+
+
+def test_resume_failing_half_way_stops_instead_of_mixing_sets(tmp_path):
+    _train_to(tmp_path, max_steps=4, step_freq=2)
+    for step in (2, 4):  # every set's RNG state is damaged: applying it fails after the weights went in
+        path = tmp_path / f"trainer-STEP-{step}.pt"
+        trainer = torch.load(path, weights_only=True)
+        trainer["rng"]["torch"] = torch.zeros(3, dtype=torch.uint8)
+        torch.save(trainer, path)
+    with pytest.raises(ResumeError, match="step 4 failed half-way"):
+        _train_to(tmp_path, max_steps=6)
+
+
+def test_the_same_command_after_a_stop_continues_instead_of_restarting(tmp_path, capsys):
+    weights = tmp_path / "pretrained"
+    weights.mkdir()
+    MLP(batch_norm=True).save_to(str(weights / "MLP-STEP-300.pt"))
+    _train_to(tmp_path / "run", max_steps=6, step_freq=3, load_from_folder=str(weights))
+    capsys.readouterr()
+    _, result, groups = _train_to(tmp_path / "run", max_steps=8, step_freq=3, load_from_folder=str(weights))
+    log = capsys.readouterr().err
+    assert "holds this run's own checkpoints" in log and "at step 6" in log
+    assert result["step"] == 8 and len(groups) == 2
+
+
+def test_a_skip_decided_for_another_rank_counts_as_that_ranks_loss(tmp_path):
+    from nemo_core.precision import Precision
+
+    net = MLP()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net(x=torch.ones(4, 1)).sum().backward()
+    before = copy.deepcopy(net.state_dict())
+    precision = Precision(nemo_core.Optimization.mxprO0, "cpu")
+    outcome = precision.step(opt, list(net.parameters()), True,
+                             agree=lambda local: local | torch.tensor([True, False]))  # rank 1's loss was NaN
+    assert not outcome.taken and not outcome.loss_finite and outcome.reason == "another rank"
+    assert same(before, net.state_dict())
 
 
 def test_resume_applies_new_settings_and_refuses_another_optimizer(tmp_path, capsys):

@@ -171,6 +171,8 @@ def train(args, cfg):
     # every utterance dropped (unreadable, NaN/inf samples, too long for CTC, duration filters) is listed here
     checks = {"skip_bad_files": args.bad_utterances == "skip",
               "dropped_report": os.path.join(exp_dir, "dropped_utterances.jsonl")}
+    if nf.is_main and os.path.exists(checks["dropped_report"]):  # a resumed run lists its drops afresh
+        os.remove(checks["dropped_report"])
     train_layer = nemo_asr.AudioToTextDataLayer(
         manifest_filepath=args.train_dataset, labels=labels, batch_size=args.batch_size, sample_rate=sample_rate,
         num_workers=args.num_workers, perturb_config=args.perturb_config, bucketing=args.bucketing,

@@ -205,15 +205,17 @@ class DropReport:
         self.preview = preview
         self.records = []
 
-    def add(self, records, log_each=None):
+    def add(self, records, log_each=None, own_shard=False):
         """Keep, append to the file, and log each one when there is no file.
 
         ``log_each`` overrides that default (for callers that already log).
+        ``own_shard``: found while loading this rank's share of the data, which
+        no other rank sees, so every rank writes these.
         """
         log_each = self.path is None if log_each is None else log_each
         for record in records:
             self.records.append(record)
-            if self.path is not None and self.write:
+            if self.path is not None and (self.write or own_shard):
                 self._append(record)
             if log_each:
                 _logger.warning("%s utterance [%s] %s", "Corrected" if record.corrected else "Dropped",

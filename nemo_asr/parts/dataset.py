@@ -92,7 +92,7 @@ class AudioTextDataset(torch.utils.data.Dataset):
                 raise type(err)(f"{err} (manifest {entry.source})") from err
             _logger.warning("skip_bad_files: %s (manifest %s) skipped", err, entry.source)
             if self.report is not None:
-                self.report.add([load_failure(entry, err)], log_each=False)
+                self.report.add([load_failure(entry, err)], log_each=False, own_shard=True)
             return None
         if self.augmentor:
             samples = self.augmentor(samples)

@@ -51,9 +51,10 @@ class StepGuard:
         self.rollback()
         state.skipped_steps += 1
         state.consecutive_skips += 1
-        what = {"loss": f"loss is {float(loss):.4g}", "gradients": f"gradient norm is {float(outcome.grad_norm):.4g}",
+        what = {"loss": "loss is not finite" if loss is None else f"loss is {float(loss):.4g}",
+                "gradients": f"gradient norm is {float(outcome.grad_norm):.4g}",
                 "another rank": "another process had a non-finite loss or gradients"}[outcome.reason]
-        samples = self._samples()
+        samples = self._samples() if outcome.reason != "another rank" else ""  # only this rank's own bad batch
         step = state.step - 1  # the step just attempted (0-based, as the loss logger counts)
         state.logger.warning("Step %d skipped: %s; weights, optimizer state and BatchNorm statistics unchanged "
                              "(%d skipped so far, %d in a row)%s%s", step, what, state.skipped_steps,

@@ -49,6 +49,7 @@ class TrainingState:
         self.should_stop = False
         self.skipped_steps = 0  # steps whose update was skipped (non-finite loss or gradients)
         self.consecutive_skips = 0
+        self.committed = None  # (epoch, epoch_step) after the last completed step: what a checkpoint records
 
     # conveniences for callbacks
     logger = property(lambda self: self.factory.logger)
@@ -68,10 +69,11 @@ class TrainingState:
             name, keys, pos, has_gauss, cached = np.random.get_state()
             rng["numpy"] = {"name": name, "keys": torch.from_numpy(keys.astype("int64")),
                             "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)}
+        epoch, epoch_step = self.committed or (self.epoch, self.epoch_step)
         return {
             "step": self.step,
-            "epoch": self.epoch,
-            "epoch_step": self.epoch_step,
+            "epoch": epoch,
+            "epoch_step": epoch_step,
             "world_size": self.factory.world_size,
             "optimizer_class": type(self.optimizer).__name__,
             "optimizer": self.optimizer.state_dict(),
@@ -133,22 +135,34 @@ class TrainingState:
         trainer = loaded.trainer_state
         if trainer is not None:
             self._check_trainer_state(trainer, loaded.set.trainer_file)
-        loaded.apply_weights()
-        if trainer is None:
-            self.factory.precision.refresh_masters()
-            return
-        self.factory.precision.load_state_dict(trainer.get("precision") or {})
-        self.step, self.epoch, self.epoch_step = trainer["step"], trainer["epoch"], trainer["epoch_step"]
-        if self.epoch_step >= self.batches_per_epoch:
-            self.epoch, self.epoch_step = self.epoch + 1, 0
-        self.skipped_steps = int(trainer.get("skipped_steps", 0))
-        self._restore_optimizer(trainer["optimizer"])
-        _restore_rng(trainer["rng"])
+        try:
+            loaded.apply_weights()
+            if trainer is None:
+                self.factory.precision.refresh_masters()
+                return
+            self.factory.precision.load_state_dict(trainer.get("precision") or {})
+            self.step, self.epoch, self.epoch_step = trainer["step"], trainer["epoch"], trainer["epoch_step"]
+            if self.epoch_step >= self.batches_per_epoch:
+                self.epoch, self.epoch_step = self.epoch + 1, 0
+            self.skipped_steps = int(trainer.get("skipped_steps", 0))
+            self._restore_optimizer(trainer["optimizer"])
+            _restore_rng(trainer["rng"])
+        except Exception as err:  # part of the set is applied: no older set may be tried on top of it
+            raise ResumeError(f"Resuming from {loaded.folder} step {loaded.step} failed half-way ({err}); "
+                              "the run stops rather than continue from a mixed state") from err
+        saved_world = trainer.get("world_size", self.factory.world_size)
+        if saved_world != self.factory.world_size:
+            self.logger.warning("Checkpoint step %d was written by %d process(es), this run has %d: the data "
+                                "position in the epoch is approximate", loaded.step, saved_world,
+                                self.factory.world_size)
 
     def _check_trainer_state(self, trainer, path):
         missing = [k for k in _TRAINER_KEYS if k not in trainer]
         if missing:
             raise CheckpointError(f"Trainer checkpoint {path} lacks {', '.join(missing)}")
+        rng = trainer["rng"]
+        if not isinstance(rng, dict) or "torch" not in rng or "python" not in rng:
+            raise CheckpointError(f"Trainer checkpoint {path} holds no usable RNG state")
         saved_class = trainer.get("optimizer_class")
         ours = type(self.optimizer).__name__
         saved_groups = trainer["optimizer"].get("param_groups", [])
@@ -197,8 +211,9 @@ def _fmt(value):
 def _restore_rng(rng):
     torch.set_rng_state(rng["torch"])
     random.setstate(_as_tuple(rng["python"]))
-    if "cuda" in rng and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
+    if "cuda" in rng and torch.cuda.is_available():  # as many devices as this machine has
+        for index, cuda_state in enumerate(rng["cuda"][: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(cuda_state, index)
     if "numpy" in rng and np is not None:
         saved = rng["numpy"]
         np.random.set_state((saved["name"], saved["keys"].numpy().astype("uint32"),

@@ -24,7 +24,7 @@ from ..neural_module import TrainableNM
 from ..optim import get_optimizer
 from .common import PlanCache, progress, set_training, to_device
 from .evaluate import evaluation_pass
-from .guard import DEFAULT_MAX_CONSECUTIVE_SKIPS, StepGuard
+from .guard import DEFAULT_MAX_CONSECUTIVE_SKIPS, NonFiniteTrainingError, StepGuard
 from .interrupts import StopSignals, TrainingInterrupted
 from .state import TrainingState
 
@@ -110,7 +110,12 @@ def train(factory, tensors_to_optimize, callbacks=None, optimizer="novograd", op
             loop.run(loader, data_layer, num_epochs)
         except BaseException as err:
             _save_after_failure(state, callbacks, loop, err)
+            if isinstance(err, NonFiniteTrainingError):  # raised on every rank at the same step
+                dist_ctx.barrier()  # nobody exits (and makes the launcher stop rank 0) before the set is written
             raise
+        finally:
+            if factory.tb_writer is not None:
+                factory.tb_writer.flush()
         if loop.stopped_by is not None:
             saved = _save_after_failure(state, callbacks, loop, None)
             dist_ctx.barrier()  # no rank exits (and makes the launcher stop the others) before the set is written
@@ -141,12 +146,11 @@ class _Loop:
         self.started = False  # on_train_start (resume) went through
         self.step_open = False  # between the first batch of a step and its completed update
         self.in_update = False  # True while weights change: a failure there leaves no consistent state
-        self.committed = (0, 0)  # (epoch, epoch_step) after the last completed step
 
     def run(self, loader, data_layer, num_epochs):
         state, callbacks = self.state, self.callbacks
         self.started = True
-        self.committed = (state.epoch, state.epoch_step)
+        state.committed = (state.epoch, state.epoch_step)
         sampler = loader.batch_sampler.sampler
         done = state.step >= state.total_steps
         accumulated = 0  # micro-batches of the current step; accumulation carries across epoch ends
@@ -170,7 +174,7 @@ class _Loop:
                     continue
                 accumulated = 0
                 self._update(loss, values, loss_finite)
-                if state.step >= state.total_steps or state.should_stop or self._stop_requested():
+                if self._stop_requested() or state.step >= state.total_steps:
                     done = True
                     break
             if state.epoch_step >= state.batches_per_epoch:
@@ -178,7 +182,8 @@ class _Loop:
                     cb.on_epoch_end(state)
                 state.epoch += 1
                 state.epoch_step = 0
-                self.committed = (state.epoch, 0)
+                if accumulated == 0:  # a step open across the epoch end keeps its start as the position
+                    state.committed = (state.epoch, 0)
             if state.should_stop or self.stopped_by is not None:
                 break
 
@@ -212,22 +217,26 @@ class _Loop:
         outcome = self.factory.precision.step(opt, self.weights, loss_finite, self.clip,
                                               agree=self.factory.distributed.any_rank)
         opt.zero_grad(set_to_none=True)
+        state.step += 1
+        state.committed = (state.epoch, state.epoch_step)
+        self.step_open = False
         self.in_update = False
         state.loss, state.values = loss.detach(), values
-        state.step += 1
-        self.committed = (state.epoch, state.epoch_step)
-        self.step_open = False
-        self.guard.after_step(state, outcome, loss.detach())
+        # with accumulation the last micro-batch's loss may be finite although an earlier one was not
+        self.guard.after_step(state, outcome, loss.detach() if self.batches_per_step == 1 else None)
         for cb in self.callbacks:
             cb.on_step_end(state)
         state.values = {}
 
     def _stop_requested(self):
-        local = self.signals is not None and self.signals.requested is not None
-        if bool(self.factory.distributed.any_rank(local)):  # every rank stops after the same step
-            self.stopped_by = self.signals.requested if local else _peer_signal()
-            return True
-        return False
+        """Signals and ``should_stop``, agreed across ranks: every rank stops after the same step."""
+        state = self.state
+        signalled = self.signals is not None and self.signals.requested is not None
+        signal_any, stop_any = (bool(v) for v in self.factory.distributed.any_rank([signalled, state.should_stop]))
+        if signal_any:
+            self.stopped_by = self.signals.requested if signalled else _peer_signal()
+        state.should_stop = state.should_stop or stop_any
+        return signal_any or stop_any
 
 
 def _peer_signal():
@@ -248,7 +257,7 @@ def _save_after_failure(state, callbacks, loop, err):
         return False
     if loop.step_open:  # undo what the unfinished step did to BatchNorm statistics and the position
         loop.guard.rollback()
-        state.epoch, state.epoch_step = loop.committed
+        state.epoch, state.epoch_step = state.committed
     reason = err if err is not None else TrainingInterrupted.__name__
     saved = False
     for cb in callbacks:

@@ -52,17 +52,19 @@ class Novograd(torch.optim.Optimizer):
 
     def _step_params(self, params, group):
         beta1, beta2 = group["betas"]
+        moments = torch.float64 if params[0].dtype == torch.float64 else torch.float32
         fresh = [p for p in params if len(self.state[p]) == 0]
         for p in fresh:
             state = self.state[p]
             state["step"] = 0
             state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros((), device=p.device, dtype=p.dtype)
+            # second moments are squared norms: float32 even for half weights (fp16 overflows at a norm of 256)
+            state["exp_avg_sq"] = torch.zeros((), device=p.device, dtype=moments)
             if group["amsgrad"]:
-                state["max_exp_avg_sq"] = torch.zeros((), device=p.device, dtype=p.dtype)
+                state["max_exp_avg_sq"] = torch.zeros((), device=p.device, dtype=moments)
         states = [self.state[p] for p in params]
         grads = [p.grad for p in params]
-        norms_sq = torch._foreach_norm(grads)
+        norms_sq = torch._foreach_norm(grads, 2.0, dtype=moments)
         torch._foreach_mul_(norms_sq, norms_sq)
         first = [i for i, s in enumerate(states) if s["step"] == 0]
         later = [i for i, s in enumerate(states) if s["step"] > 0]
@@ -81,7 +83,10 @@ class Novograd(torch.optim.Optimizer):
         else:
             denom = torch._foreach_sqrt([s["exp_avg_sq"] for s in states])
         torch._foreach_add_(denom, group["eps"])
-        update = torch._foreach_div(grads, denom)
+        if grads[0].dtype == moments:
+            update = torch._foreach_div(grads, denom)
+        else:  # half gradients: divide in float32, the update goes back into the half weights below
+            update = [g.to(moments) / d for g, d in zip(grads, denom)]
         if group["weight_decay"] != 0:
             torch._foreach_add_(update, params, alpha=group["weight_decay"])
         if group["grad_averaging"]:
