@@ -167,5 +167,11 @@ class SpectrogramAugmentation(NonTrainableNM):
     def output_ports_for(self, inputs):
         return collections.OrderedDict(augmented_spec=inputs["input_spec"].ntype)
 
+    def rng_state(self):
+        return self.augment.generator.get_state()
+
+    def load_rng_state(self, state):
+        self.augment.generator.set_state(state)
+
     def forward(self, input_spec):
         return self.augment(input_spec)

@@ -112,6 +112,14 @@ class AudioToTextDataLayer(DataLayerNM):
         require_entries(self._dataset.entries, self._manifests)
         return dropped
 
+    def rng_state(self):
+        """The perturbations' generator (meaningful with ``num_workers=0``: workers hold their own copies)."""
+        augmentor = self._dataset.augmentor
+        return None if augmentor is None else augmentor.rng.getstate()
+
+    def load_rng_state(self, state):
+        self._dataset.augmentor.rng.setstate(_as_tuple(state))
+
     def describe_samples(self, indices):
         """``path (manifest:line)`` of dataset items; the train loop names the utterances of a skipped step."""
         entries = self._dataset.entries
@@ -142,3 +150,8 @@ class AudioToTextDataLayer(DataLayerNM):
     @property
     def total_duration(self):
         return sum(self._dataset.durations)
+
+
+def _as_tuple(value):
+    """``random.Random`` states come back from a checkpoint as lists."""
+    return tuple(_as_tuple(v) for v in value) if isinstance(value, (list, tuple)) else value

@@ -140,6 +140,17 @@ class NeuralModule:
     def num_weights(self):
         return 0
 
+    def rng_state(self):
+        """The state of this module's own random generator (augmentation...), or None.
+
+        Checkpoints store it with the trainer state so a resumed run draws
+        the same random numbers as an uninterrupted one.
+        """
+        return None
+
+    def load_rng_state(self, state):
+        """Restore what ``rng_state`` returned."""
+
     # --------------------------------------------------------------- calling
     def __call__(self, *args, **kwargs):
         if args:

@@ -159,3 +159,38 @@ def test_inference_never_mixes_steps_of_an_interrupted_save(tmp_path):
     pytorch = json.loads((tmp_path / "pytorch.json").read_text())
     assert framework["test_manifest"]["greedy_wer"] == pytorch["test_manifest"]["greedy_wer"]
     shutil.rmtree(folder)
+
+
+def _train_with_augmentation(folder, max_steps):
+    import nemo_core
+    import nemo_asr
+    from nemo_asr.model_config import modules_from_config
+    from ruamel.yaml import YAML
+
+    with open(TINY) as handle:
+        cfg = YAML(typ="safe").load(handle)
+    nf = nemo_core.NeuralModuleFactory(placement=nemo_core.DeviceType.CPU, random_seed=0)
+    layer = nemo_asr.AudioToTextDataLayer(manifest_filepath=os.path.join(AN4, "train_manifest.json"),
+                                          labels=cfg["labels"], batch_size=10)
+    pre, enc, dec = modules_from_config(cfg)
+    augment = nemo_asr.SpectrogramAugmentation(freq_masks=2, time_masks=2, freq_width=8, time_width=8)
+    audio, audio_len, text, text_len = layer()
+    spec, spec_len = pre(input_signal=audio, length=audio_len)
+    encoded, enc_len = enc(audio_signal=augment(input_spec=spec), length=spec_len)
+    loss = nemo_asr.CTCLossNM(num_classes=len(cfg["labels"]))(
+        log_probs=dec(encoder_output=encoded), targets=text, input_length=enc_len, target_length=text_len)
+    losses = {}
+    record = type("Record", (nemo_core.ActionCallback,), {
+        "on_step_end": lambda self, state: losses.__setitem__(state.step, repr(state.loss.item()))})()
+    nf.train([loss], callbacks=[nemo_core.CheckpointCallback(folder=str(folder), step_freq=3), record],
+             optimizer="novograd", optimization_params={"max_steps": max_steps, "lr": 0.01})
+    return losses
+
+
+@pytest.mark.slow
+def test_resume_continues_spec_augment_masks_exactly(tmp_path):
+    reference = _train_with_augmentation(tmp_path / "full", 6)
+    _train_with_augmentation(tmp_path / "run", 3)
+    resumed = _train_with_augmentation(tmp_path / "run", 6)  # a fresh process would build the same objects
+    assert sorted(resumed) == [4, 5, 6]
+    assert {k: reference[k] for k in resumed} == resumed

@@ -11,8 +11,8 @@ everything it is about to apply and then applies, always in this order:
    loader skips those, see ``actions/train.py``);
 4. optimiser state, keeping this run's hyper-parameters (lr, weight decay,
    betas... given now win; the log names each one that changed);
-5. RNG states (torch, CUDA, Python, NumPy), last, so nothing above draws
-   random numbers after them.
+5. RNG states (torch, CUDA, Python, NumPy, and the modules' own generators,
+   e.g. SpecAugment's), last, so nothing above draws random numbers after them.
 """
 import random
 
@@ -33,10 +33,11 @@ class TrainingState:
     """Loop position and shared values of one ``train`` (or ``eval``) action."""
 
     def __init__(self, factory, optimizer=None, trainable_modules=(), evaluate=None, batches_per_epoch=1,
-                 total_steps=0):
+                 total_steps=0, modules=None):
         self.factory = factory
         self.optimizer = optimizer
         self.trainable_modules = list(trainable_modules)
+        self.modules = list(modules) if modules is not None else list(self.trainable_modules)  # the whole DAG
         self.evaluate = evaluate
         self.batches_per_epoch = batches_per_epoch
         self.total_steps = total_steps
@@ -80,7 +81,13 @@ class TrainingState:
             "precision": self.factory.precision.state_dict(),
             "skipped_steps": self.skipped_steps,
             "rng": rng,
+            "module_rng": self._module_rngs(),
         }
+
+    def _module_rngs(self):
+        """Own generators of DAG modules (augmentation), by checkpoint name."""
+        states = {name: module.rng_state() for module, name in checkpointing.checkpoint_names(self.modules).items()}
+        return {name: state for name, state in states.items() if state is not None}
 
     # --------------------------------------------------------- resuming
     def resume_from(self, folder, required=False, force_load=False):
@@ -147,6 +154,10 @@ class TrainingState:
             self.skipped_steps = int(trainer.get("skipped_steps", 0))
             self._restore_optimizer(trainer["optimizer"])
             _restore_rng(trainer["rng"])
+            saved = trainer.get("module_rng") or {}
+            for module, name in checkpointing.checkpoint_names(self.modules).items():
+                if name in saved and module.rng_state() is not None:
+                    module.load_rng_state(saved[name])
         except Exception as err:  # part of the set is applied: no older set may be tried on top of it
             raise ResumeError(f"Resuming from {loaded.folder} step {loaded.step} failed half-way ({err}); "
                               "the run stops rather than continue from a mixed state") from err

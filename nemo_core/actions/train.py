@@ -17,7 +17,7 @@ import time
 import torch
 
 from ..callbacks import ActionCallback
-from ..checkpointing import CheckpointError
+from ..checkpointing import CheckpointError, ResumeError
 from ..distributed import no_sync_all
 from ..enums import Optimization
 from ..neural_module import TrainableNM
@@ -92,7 +92,7 @@ def train(factory, tensors_to_optimize, callbacks=None, optimizer="novograd", op
 
     state = TrainingState(factory, optimizer=opt, trainable_modules=trainable,
                           evaluate=functools.partial(evaluation_pass, factory),
-                          batches_per_epoch=batches_per_epoch, total_steps=total_steps)
+                          batches_per_epoch=batches_per_epoch, total_steps=total_steps, modules=base_plan.modules)
     guard = StepGuard(base_plan.modules, factory.logger, max_consecutive_skips=max_consecutive_skips,
                       stop_on_nan_loss=stop_on_nan_loss, describe=getattr(data_layer, "describe_samples", None))
     set_training(base_plan.modules, True)
@@ -107,6 +107,7 @@ def train(factory, tensors_to_optimize, callbacks=None, optimizer="novograd", op
         try:
             for cb in callbacks:
                 cb.on_train_start(state)
+            _check_same_start(dist_ctx, state)
             loop.run(loader, data_layer, num_epochs)
         except BaseException as err:
             _save_after_failure(state, callbacks, loop, err)
@@ -237,6 +238,17 @@ class _Loop:
             self.stopped_by = self.signals.requested if signalled else _peer_signal()
         state.should_stop = state.should_stop or stop_any
         return signal_any or stop_any
+
+
+def _check_same_start(dist_ctx, state):
+    """Every rank must continue from the same step (each resumed on its own: a stale listing or an
+    unreadable file on one node would make replicas diverge)."""
+    if not dist_ctx.is_active:
+        return
+    steps = dist_ctx.all_gather_objects(state.step)
+    if len(set(steps)) > 1:
+        raise ResumeError(f"The processes resumed from different steps (by rank: {steps}); check that every node "
+                          "sees the same, intact checkpoint folder")
 
 
 def _peer_signal():
