@@ -23,6 +23,16 @@ def tiny_quartznet(filters=128):
     return nemo_asr.JasperEncoder(jasper=blocks, activation="relu", feat_in=64), 2 * filters
 
 
+def ctc_dag(layer, pre, encoder, decoder, ctc, greedy):
+    """The tutorial's CTC DAG on ``layer``: (loss, greedy predictions, transcripts, their lengths)."""
+    audio, audio_len, text, text_len = layer()
+    spec, spec_len = pre(input_signal=audio, length=audio_len)
+    encoded, enc_len = encoder(audio_signal=spec, length=spec_len)
+    log_probs = decoder(encoder_output=encoded)
+    loss = ctc(log_probs=log_probs, targets=text, input_length=enc_len, target_length=text_len)
+    return loss, greedy(log_probs=log_probs), text, text_len
+
+
 @pytest.mark.slow
 def test_tiny_quartznet_overfits_an4_subset():
     nf = nemo_core.NeuralModuleFactory(placement=nemo_core.DeviceType.CPU, random_seed=0)
@@ -34,13 +44,7 @@ def test_tiny_quartznet_overfits_an4_subset():
     ctc = nemo_asr.CTCLossNM(num_classes=len(LABELS))
     greedy = nemo_asr.GreedyCTCDecoder()
 
-    def dag(layer):
-        audio, audio_len, text, text_len = layer()
-        spec, spec_len = pre(input_signal=audio, length=audio_len)
-        encoded, enc_len = encoder(audio_signal=spec, length=spec_len)
-        log_probs = decoder(encoder_output=encoded)
-        loss = ctc(log_probs=log_probs, targets=text, input_length=enc_len, target_length=text_len)
-        return loss, greedy(log_probs=log_probs), text, text_len
+    dag = functools.partial(ctc_dag, pre=pre, encoder=encoder, decoder=decoder, ctc=ctc, greedy=greedy)
 
     loss = dag(train)[0]
     evaluator = nemo_core.EvaluatorCallback(

@@ -23,7 +23,7 @@ from nemo_core.neural_types import RegressionValuesType
 from nemo_core.precision import Precision
 from nemo_core.tutorials import MSELoss, RealFunctionDataLayer, TaylorNet
 
-from test_asr_overfit import AN4, LABELS, tiny_quartznet
+from test_asr_overfit import AN4, LABELS, ctc_dag, tiny_quartznet
 
 O1, O2, O3 = Optimization.mxprO1, Optimization.mxprO2, Optimization.mxprO3
 
@@ -355,12 +355,7 @@ def test_tiny_quartznet_overfits_an4_in_fp16_as_in_fp32(level):
     ctc = nemo_asr.CTCLossNM(num_classes=len(LABELS))
 
     def dag(layer):
-        audio, audio_len, text, text_len = layer()
-        spec, spec_len = pre(input_signal=audio, length=audio_len)
-        encoded, enc_len = encoder(audio_signal=spec, length=spec_len)
-        log_probs = decoder(encoder_output=encoded)
-        loss = ctc(log_probs=log_probs, targets=text, input_length=enc_len, target_length=text_len)
-        return [loss, nemo_asr.GreedyCTCDecoder()(log_probs=log_probs), text, text_len]
+        return list(ctc_dag(layer, pre, encoder, decoder, ctc, nemo_asr.GreedyCTCDecoder()))
 
     evaluator = nemo_core.EvaluatorCallback(
         dag(check), functools.partial(process_evaluation_batch, labels=LABELS),
