@@ -1,7 +1,5 @@
 """Build a recogniser from a model config + checkpoint folder and run it over
 manifests: shared by ``jasper_infer.py`` and ``transcribe``."""
-import math
-
 import torch
 
 from .data_layer import AudioToTextDataLayer
@@ -20,9 +18,7 @@ class Recognizer:
         self.preprocessor, self.encoder, self.decoder = modules_from_config(cfg)
         self.greedy = GreedyCTCDecoder()
         hop = self.preprocessor.featurizer.hop_length / self.sample_rate
-        stride = math.prod(b["stride"][0] if isinstance(b["stride"], list) else b["stride"]
-                           for b in cfg["JasperEncoder"]["jasper"])
-        self.frame_seconds = hop * stride
+        self.frame_seconds = hop * self.encoder.total_stride
 
     def load(self, folder, pattern=""):
         """Restore encoder and decoder from the newest complete checkpoint set in ``folder``."""

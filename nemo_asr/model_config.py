@@ -10,6 +10,6 @@ def modules_from_config(cfg):
     preprocessor = AudioToMelSpectrogramPreprocessor(
         sample_rate=cfg.get("sample_rate", 16000), **cfg.get("AudioToMelSpectrogramPreprocessor", {}))
     encoder = JasperEncoder(feat_in=preprocessor.num_features, **cfg["JasperEncoder"])
-    decoder = JasperDecoderForCTC(feat_in=cfg["JasperEncoder"]["jasper"][-1]["filters"],
+    decoder = JasperDecoderForCTC(feat_in=encoder.out_channels,
                                   num_classes=len(cfg["labels"]), **(cfg.get("JasperDecoderForCTC") or {}))
     return preprocessor, encoder, decoder

@@ -71,6 +71,13 @@ def resolve_amp_dtype(amp_dtype, device):
     return amp_dtype
 
 
+def total_norm(grads, device):
+    """The L2 norm of all ``grads`` together, accumulated in float32 (half gradients would overflow)."""
+    if not grads:
+        return torch.zeros((), device=device)
+    return torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float32)))
+
+
 class StepOutcome:
     """What ``Precision.step`` did: ``taken`` (False: skipped), the gradient norm, and why."""
 
@@ -166,14 +173,13 @@ class Precision:
             self.scaler.unscale_(optimizer)
         masters = {id(p): m for p, m in self._masters}
         grads = [g for g in (masters.get(id(p), p).grad for p in params) if g is not None]
-        norm = (torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads, 2.0, dtype=torch.float32)))
-                if grads else torch.zeros((), device=self.device))
+        norm = total_norm(grads, self.device)
         local = torch.stack([~torch.as_tensor(loss_finite, device=norm.device).reshape(()), ~torch.isfinite(norm)])
         agreed = agree(local) if agree is not None else local  # [any rank's loss bad, any rank's gradients bad]
-        loss_bad, grads_bad = (bool(v) for v in agreed)
+        loss_bad, grads_bad = agreed.tolist()
         if loss_bad or grads_bad:
-            self._back_off(grads_finite=not bool(local[1]))
-            local_loss_bad, local_grads_bad = (bool(v) for v in local)
+            local_loss_bad, local_grads_bad = local.tolist()
+            self._back_off(grads_finite=not local_grads_bad)
             reason = "loss" if local_loss_bad else ("gradients" if local_grads_bad else "another rank")
             return StepOutcome(False, norm, not loss_bad, reason)
         if max_norm is not None and max_norm > 0:

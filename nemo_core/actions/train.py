@@ -12,6 +12,7 @@ import collections
 import contextlib
 import functools
 import math
+import signal
 import time
 
 import torch
@@ -65,7 +66,7 @@ def train(factory, tensors_to_optimize, callbacks=None, optimizer="novograd", op
     base_plan = plans.get()
     data_layer = base_plan.data_layer
     trainable = [m for m in base_plan.modules if isinstance(m, TrainableNM)]
-    precision, dist_ctx, device = factory.precision, factory.distributed, factory.device
+    precision, dist_ctx = factory.precision, factory.distributed
     precision.prepare_modules(trainable)
     opt, weights = _build_optimizer(optimizer, params, precision, trainable)
     for group in opt.param_groups:
@@ -235,7 +236,7 @@ class _Loop:
         signalled = self.signals is not None and self.signals.requested is not None
         signal_any, stop_any = (bool(v) for v in self.factory.distributed.any_rank([signalled, state.should_stop]))
         if signal_any:
-            self.stopped_by = self.signals.requested if signalled else _peer_signal()
+            self.stopped_by = self.signals.requested if signalled else signal.SIGTERM  # as its launcher does
         state.should_stop = state.should_stop or stop_any
         return signal_any or stop_any
 
@@ -249,12 +250,6 @@ def _check_same_start(dist_ctx, state):
     if len(set(steps)) > 1:
         raise ResumeError(f"The processes resumed from different steps (by rank: {steps}); check that every node "
                           "sees the same, intact checkpoint folder")
-
-
-def _peer_signal():
-    import signal
-
-    return signal.SIGTERM
 
 
 def _save_after_failure(state, callbacks, loop, err):

@@ -7,12 +7,9 @@ with --signal_at_step it sends itself --signal (TERM or INT) there, as a
 scheduler or Ctrl-C would, and exits with the framework's status (128 + signal).
 """
 import argparse
-import collections
 import os
 import signal
 import sys
-
-import torch
 
 import nemo_core
 from nemo_core.optim import CosineAnnealing
