@@ -10,7 +10,6 @@ Also under ``python -m torch.distributed.launch --nproc_per_node=N`` and
 the resolved config and ``results.json``.
 """
 import argparse
-import contextlib
 import copy
 import functools
 import json
@@ -23,7 +22,7 @@ import nemo_core
 import nemo_asr
 from nemo_asr.helpers import monitor_asr_train_progress, process_evaluation_batch, process_evaluation_epoch
 from nemo_asr.model_config import modules_from_config
-
+from nemo_core.utils.cli import one_line_errors
 
 
 def build_parser(description=__doc__, default_config=None):
@@ -124,31 +123,8 @@ def main(argv=None, parser=None):
         parser.error("--train_dataset is required")
     if args.num_epochs is None and args.max_steps is None:
         args.num_epochs = 10
-    with errors_as_one_line(args.debug):
+    with one_line_errors("jasper.py", args.debug):
         return train(args, load_config(args.model_config))
-
-
-@contextlib.contextmanager
-def errors_as_one_line(debug=False):
-    """Known failures end the script with one line on stderr and a non-zero status (``--debug``: traceback).
-
-    A signal (SIGTERM/SIGINT) exits with 128 + its number after the checkpoint was written.
-    """
-    from nemo_asr.parts.audio import AudioLoadError
-    from nemo_asr.parts.manifest import ManifestError
-
-    try:
-        yield
-    except nemo_core.TrainingInterrupted as err:
-        print(f"{os.path.basename(sys.argv[0])}: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
-    except (nemo_core.CheckpointError, nemo_core.NonFiniteTrainingError, ManifestError, AudioLoadError,
-            OSError) as err:
-        if debug:
-            raise
-        print(f"{os.path.basename(sys.argv[0])}: error: {str(err).strip().splitlines()[0]} (--debug shows the traceback)",
-              file=sys.stderr)
-        sys.exit(1)
 
 
 def train(args, cfg):

@@ -13,6 +13,8 @@ import numpy as np
 class AudioLoadError(RuntimeError):
     """An audio file is missing or cannot be decoded; the message names it."""
 
+    user_error = True  # one line on the command line (nemo_core.utils.cli)
+
 
 class NonFiniteSamplesError(AudioLoadError):
     """Decoded samples contain NaN or infinity (float WAV/FLAC files can hold them)."""

@@ -17,6 +17,8 @@ ManifestEntry = collections.namedtuple("ManifestEntry", "audio_filepath duration
 class ManifestError(ValueError):
     """A manifest line is malformed; the message starts with ``file:line``."""
 
+    user_error = True  # one line on the command line (nemo_core.utils.cli)
+
 
 def iter_manifest_rows(path):
     """``(where, row)`` for each non-empty line of ``path``; ``where`` is ``file:line``."""
