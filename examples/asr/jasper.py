@@ -21,7 +21,7 @@ from ruamel.yaml import YAML
 import nemo_core
 import nemo_asr
 from nemo_asr.helpers import monitor_asr_train_progress, process_evaluation_batch, process_evaluation_epoch
-from nemo_asr.model_config import modules_from_config
+from nemo_asr.model_config import load_model_config, modules_from_config
 from nemo_core.utils.cli import one_line_errors
 
 
@@ -85,13 +85,6 @@ def build_parser(description=__doc__, default_config=None):
     return parser
 
 
-def load_config(path):
-    if not path:
-        raise SystemExit("--model_config is required")
-    with open(path) as handle:
-        return YAML(typ="safe").load(handle)
-
-
 def data_layer_kwargs(cfg, split):
     section = dict(cfg.get("AudioToTextDataLayer", {}))
     kwargs = {k: v for k, v in section.items() if k not in ("train", "eval")}
@@ -124,7 +117,7 @@ def main(argv=None, parser=None):
     if args.num_epochs is None and args.max_steps is None:
         args.num_epochs = 10
     with one_line_errors("jasper.py", args.debug):
-        return train(args, load_config(args.model_config))
+        return train(args, load_model_config(args.model_config))
 
 
 def train(args, cfg):

@@ -102,7 +102,8 @@ def main(argv=None):
     if args.num_epochs is None and args.max_steps is None:
         args.num_epochs = 10
     started = time.perf_counter()
-    summary = jasper.train(args, jasper.load_config(args.model_config))
+    with jasper.one_line_errors("quartznet.py", args.debug):
+        summary = jasper.train(args, jasper.load_model_config(args.model_config))
     if summary is not None:
         summary["args"] = dict(vars(args))
         print(f"Training + evaluation took {(time.perf_counter() - started) / 60:.1f} min", flush=True)
