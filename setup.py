@@ -11,8 +11,10 @@ EXTRAS = {
     "lm": ["pyctcdecode>=0.5", "kenlm>=0.2"],
     # ONNX export, ONNX Runtime serving and int8 quantisation
     "deploy": ["onnx>=1.15", "onnxruntime>=1.17"],
+    # nemo-serve: ASGI app (Starlette), server (uvicorn, with the websockets protocol), Prometheus metrics
+    "serve": ["starlette>=0.37", "uvicorn>=0.29", "websockets>=12", "prometheus_client>=0.20"],
 }
-EXTRAS["test"] = ["pytest>=7"] + EXTRAS["asr"] + EXTRAS["lm"] + EXTRAS["deploy"]
+EXTRAS["test"] = ["pytest>=7"] + EXTRAS["asr"] + EXTRAS["lm"] + EXTRAS["deploy"] + EXTRAS["serve"]
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
 setup(
@@ -22,6 +24,7 @@ setup(
     long_description=open("README.rst", encoding="utf-8").read(),
     long_description_content_type="text/x-rst",
     packages=find_packages(include=["nemo_core", "nemo_core.*", "nemo_asr", "nemo_asr.*"]),
+    package_data={"nemo_asr.serve": ["static/*"]},
     python_requires=">=3.10",
     install_requires=[
         "torch>=2.1,<3",
@@ -30,6 +33,6 @@ setup(
         "tqdm>=4.60",
     ],
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["nemo-transcribe=nemo_asr.transcribe:main"]},
+    entry_points={"console_scripts": ["nemo-transcribe=nemo_asr.transcribe:main", "nemo-serve=nemo_asr.serve.cli:main"]},
     classifiers=["Programming Language :: Python :: 3", "Topic :: Scientific/Engineering :: Artificial Intelligence"],
 )

@@ -1,0 +1,173 @@
+"""Buffered streaming for non-causal CTC models (QuartzNet/Jasper).
+
+The encoder looks at both sides of every frame, so audio is recognised in
+overlapping windows: ``left`` context already committed, the ``chunk`` to
+commit now, and ``right`` context not yet committed. Of each window only the
+log-probs of its chunk are kept; the kept pieces are concatenated and
+decoded as one sequence, exactly as the offline model decodes a whole
+utterance (a CTC repeat across a chunk border collapses as it would offline).
+
+All sizes are whole encoder frames (``frame_samples`` = feature hop x encoder
+stride samples), and every window starts on a frame boundary, so a window's
+frame ``j`` is the utterance's frame ``start + j``. Differences from offline
+output come only from what a window cannot see: audio beyond its right
+context and the utterance-level feature normalisation (``per_feature``
+statistics are taken over the window). ``finish`` decodes the rest with the
+whole remaining audio as right context.
+
+Plain Python + torch; the model is any ``infer(audio_1d) -> (frames, classes)
+log-probs`` callable (sync), so the server can batch windows of many streams.
+"""
+import math
+
+import torch
+
+
+def greedy_labels(log_probs):
+    """``(labels, scores)``: per-frame best label and its log-prob, as lists."""
+    scores, labels = log_probs.float().max(dim=-1)
+    return labels.tolist(), scores.tolist()
+
+
+def collapse(frame_labels, blank):
+    """CTC greedy collapse: merge repeats, drop blanks; returns label ids."""
+    out, previous = [], blank
+    for label in frame_labels:
+        if label != previous and label != blank:
+            out.append(label)
+        previous = label
+    return out
+
+
+def words_with_confidence(frame_labels, frame_scores, labels, frame_seconds, blank=None, space=" "):
+    """``[{"word", "start", "end", "confidence"}]`` from a greedy alignment.
+
+    Times follow ``ctc_offsets.word_offsets``: a word runs from its first
+    character's first frame to its last character's last frame. ``confidence``
+    is the geometric mean of the greedy path's posterior over those frames
+    (blanks between the word's characters included): the probability the
+    model gave, per frame, to the alignment that produced the word. It is a
+    model score, not a calibrated probability of the word being right.
+    """
+    blank = len(labels) if blank is None else blank
+    words, current, start, end, previous = [], [], None, None, blank
+
+    def close():
+        span = frame_scores[start:end]
+        words.append({"word": "".join(current), "start": round(start * frame_seconds, 3),
+                      "end": round(end * frame_seconds, 3),
+                      "confidence": round(math.exp(sum(span) / len(span)), 4)})
+
+    for frame, label in enumerate(frame_labels):
+        if label == blank:
+            previous = label
+            continue
+        if label == previous:
+            if current:
+                end = frame + 1
+            continue
+        previous = label
+        if labels[label] == space:
+            if current:
+                close()
+            current, start, end = [], None, None
+            continue
+        if not current:
+            start = frame
+        current.append(labels[label])
+        end = frame + 1
+    if current:
+        close()
+    return words
+
+
+class BufferedCTCStream:
+    """One live stream: feed audio as it arrives, run the windows it asks for, commit their log-probs.
+
+    ``frame_samples``: audio samples per encoder frame; ``chunk``, ``left``,
+    ``right``: window parts in encoder frames. The driver loop is::
+
+        stream.feed(samples)
+        for window in stream.ready_windows():
+            stream.commit(window, infer(window.audio))
+        ...
+        for window in stream.final_windows():   # after the last audio
+            stream.commit(window, infer(window.audio))
+    """
+
+    class Window:
+        __slots__ = ("start", "keep_from", "keep_to", "audio", "final")
+
+        def __init__(self, start, keep_from, keep_to, audio, final):
+            self.start, self.keep_from, self.keep_to, self.audio, self.final = start, keep_from, keep_to, audio, final
+
+        def __repr__(self):
+            return f"Window(start={self.start}, keep=[{self.keep_from}, {self.keep_to}), samples={len(self.audio)})"
+
+    def __init__(self, frame_samples, chunk, left, right, blank):
+        if min(chunk, frame_samples) < 1 or min(left, right) < 0:
+            raise ValueError(f"chunk and frame_samples must be >= 1 and contexts >= 0, got chunk={chunk}, "
+                             f"frame_samples={frame_samples}, left={left}, right={right}")
+        self.frame_samples, self.chunk, self.left, self.right, self.blank = frame_samples, chunk, left, right, blank
+        self._audio = torch.zeros(0)
+        self._audio_start = 0  # utterance sample index of self._audio[0]
+        self.samples = 0  # audio received so far
+        self.labels, self.scores = [], []  # per committed frame
+        self.tentative = []  # best labels of the newest window's uncommitted frames (for partials)
+        self.finished = False
+
+    @property
+    def committed(self):
+        """Encoder frames committed so far."""
+        return len(self.labels)
+
+    def feed(self, samples):
+        """Append mono float samples (1-D tensor/array) at the model's sample rate."""
+        if self.finished:
+            raise RuntimeError("stream already finished")
+        samples = torch.as_tensor(samples, dtype=torch.float32).reshape(-1)
+        self._audio = torch.cat([self._audio, samples])
+        self.samples += samples.numel()
+
+    def _window(self, end_frame, final):
+        start = max(0, self.committed - self.left)
+        first_sample, last_sample = start * self.frame_samples, min(self.samples, end_frame * self.frame_samples)
+        audio = self._audio[first_sample - self._audio_start: last_sample - self._audio_start]
+        keep_to = (self.committed + self.chunk) if not final else None
+        return self.Window(start, self.committed, keep_to, audio, final)
+
+    def ready_windows(self):
+        """Windows whose chunk and right context have fully arrived (call ``commit`` on each in order)."""
+        while (self.committed + self.chunk + self.right) * self.frame_samples <= self.samples:
+            yield self._window(self.committed + self.chunk + self.right, final=False)
+
+    def final_windows(self):
+        """After the last audio: the windows that commit everything left (the last has no right context)."""
+        self.finished = True
+        total = -(-self.samples // self.frame_samples)
+        while self.committed < total:
+            end = self.committed + self.chunk + self.right
+            yield self._window(total if end >= total else end, final=end >= total)
+            if end >= total:
+                break
+
+    def commit(self, window, log_probs):
+        """Keep ``log_probs`` (window frames, classes) of the window's chunk."""
+        if window.keep_from != self.committed:
+            raise RuntimeError(f"windows must be committed in order: expected frame {self.committed}, "
+                               f"got {window.keep_from}")
+        offset = window.keep_from - window.start
+        keep_to = log_probs.shape[0] if window.keep_to is None else window.keep_to - window.start
+        labels, scores = greedy_labels(log_probs)
+        self.labels.extend(labels[offset:keep_to])
+        self.scores.extend(scores[offset:keep_to])
+        self.tentative = labels[keep_to:]
+        drop = max(0, (self.committed - self.left) * self.frame_samples - self._audio_start)
+        if drop:  # audio older than any future window's left context is not needed again
+            self._audio = self._audio[drop:]
+            self._audio_start += drop
+
+    def text(self, labels, tentative=False):
+        """Greedy text of the committed frames (plus the newest window's right context with ``tentative``)."""
+        frames = self.labels + (self.tentative if tentative else [])
+        return "".join(labels[i] for i in collapse(frames, self.blank))

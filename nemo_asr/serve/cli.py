@@ -1,0 +1,128 @@
+"""``nemo-serve``: run the speech service.
+
+    nemo-serve --model_config quartznet15x5.yaml --load_dir checkpoints/ [--port 8000]
+    nemo-serve --model_config quartznet15x5.yaml --model_path model.onnx --backend onnxruntime
+
+Binds 127.0.0.1 unless ``--host`` says otherwise. API keys (one per line) come
+from ``--api_key_file`` or the ``NEMO_SERVE_API_KEYS`` environment variable
+(comma-separated); with keys set, every request must send
+``Authorization: Bearer KEY``. SIGTERM or Ctrl-C drains: the server stops
+accepting connections, answers the requests in flight, then exits.
+"""
+import argparse
+import logging
+import os
+import sys
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(prog="nemo-serve", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add = parser.add_argument
+    add("--model_config", required=True, help="the model's YAML config (labels, features, encoder)")
+    add("--load_dir", default=None, help="folder with the model's checkpoints (newest complete set)")
+    add("--ckpt_pattern", default="", help="pick checkpoint files whose names contain this (NGC folders)")
+    add("--model_path", default=None, help="an exported ONNX/TorchScript pipeline instead of --load_dir")
+    add("--backend", default="pytorch", choices=["pytorch", "torchscript", "onnxruntime"])
+    add("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    add("--threads", type=int, default=None, help="torch/ONNX Runtime intra-op threads (default: all cores)")
+    add("--host", default="127.0.0.1", help="interface to bind (0.0.0.0: every interface)")
+    add("--port", type=int, default=8000)
+    add("--max_batch_size", type=int, default=16, help="requests (or stream windows) per model call")
+    add("--max_wait_ms", type=float, default=10.0, help="how long a request waits for others to batch with")
+    add("--max_queue", type=int, default=256, help="waiting requests beyond this get 503 + Retry-After")
+    add("--max_body_mb", type=float, default=32.0, help="larger uploads get 413")
+    add("--max_audio_s", type=float, default=120.0, help="longer audio per request gets 413")
+    add("--max_stream_s", type=float, default=3600.0, help="longest WebSocket stream, in audio seconds")
+    add("--request_timeout_s", type=float, default=30.0, help="requests without a result by then get 504")
+    add("--chunk_s", type=float, default=1.0, help="streaming: audio committed per window (partials this often)")
+    add("--left_s", type=float, default=2.0, help="streaming: left context per window")
+    add("--right_s", type=float, default=1.0, help="streaming: right context (look-ahead) per window")
+    add("--api_key_file", default=None, help="file with one API key per line")
+    add("--lm_path", default=None, help="KenLM model for requests with lm=true")
+    add("--beam_width", type=int, default=32)
+    add("--alpha", type=float, default=0.5)
+    add("--beta", type=float, default=1.0)
+    add("--graceful_timeout_s", type=float, default=30.0, help="on SIGTERM, wait this long for requests in flight")
+    add("--log_level", default="info", choices=["debug", "info", "warning", "error"])
+    add("--debug", action="store_true", help="on failure, show the full traceback")
+    return parser
+
+
+def api_keys(path):
+    """Keys from ``path`` (one per line, # comments) plus ``NEMO_SERVE_API_KEYS`` (comma-separated)."""
+    keys = [k.strip() for k in os.environ.get("NEMO_SERVE_API_KEYS", "").split(",") if k.strip()]
+    if path:
+        with open(path, encoding="utf-8") as handle:
+            keys += [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    return keys
+
+
+def load_model(args):
+    """A ``ServingModel`` from the command line's model arguments."""
+    import torch
+
+    from ..inference import Recognizer
+    from ..model_config import load_model_config
+    from .model import ServingModel
+
+    if not args.load_dir and not args.model_path:
+        raise ValueError("give --load_dir (checkpoints) or --model_path (an exported pipeline)")
+    if args.model_path and args.backend == "pytorch":
+        raise ValueError("--model_path needs --backend onnxruntime or torchscript")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recognizer = Recognizer(load_model_config(args.model_config))
+    if args.load_dir:
+        recognizer.load(args.load_dir, args.ckpt_pattern)
+    runner = recognizer.runner(args.backend, args.precision, args.model_path)
+    name = os.path.splitext(os.path.basename(args.model_config))[0]
+    lm_decoder = lm_decoder_for(args, recognizer) if args.lm_path else None
+    return ServingModel.from_recognizer(recognizer, runner, name=name, lm_decoder=lm_decoder)
+
+
+def lm_decoder_for(args, recognizer):
+    """A function ``(log_probs, greedy labels, greedy scores, model) -> {"text", "words"}`` with beam search."""
+    from ..beam_search_decoder import BeamSearchDecoderWithLM
+
+    if not os.path.isfile(args.lm_path):
+        raise FileNotFoundError(2, "language model not found", args.lm_path)
+    decoder = BeamSearchDecoderWithLM(recognizer.labels, args.beam_width, args.alpha, args.beta,
+                                      lm_path=args.lm_path, num_cpus=1)
+
+    def decode(log_probs, labels, scores, model):
+        from ..parts.streaming import words_with_confidence
+
+        beams = decoder(log_probs=log_probs[None], log_probs_length=log_probs.new_tensor([log_probs.shape[0]]).long())
+        text = beams[0][0][1] if beams and beams[0] else ""
+        # word times come from the greedy alignment when it spells the same words; else only the text
+        greedy = words_with_confidence(labels, scores, model.labels, model.frame_seconds, blank=model.blank)
+        same = [w["word"] for w in greedy] == text.split()
+        return {"text": text, "words": greedy if same else [{"word": w} for w in text.split()]}
+
+    return decode
+
+
+def main(argv=None):
+    from nemo_core.utils.cli import one_line_errors
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    with one_line_errors("nemo-serve", args.debug):
+        import uvicorn
+
+        from .app import Settings, create_app
+
+        settings = Settings(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_audio_s=args.max_audio_s,
+                            max_stream_s=args.max_stream_s, request_timeout_s=args.request_timeout_s,
+                            max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
+                            max_queue=args.max_queue, api_keys=api_keys(args.api_key_file),
+                            chunk_s=args.chunk_s, left_s=args.left_s, right_s=args.right_s)
+        app = create_app(load_model(args), settings)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
+                    timeout_graceful_shutdown=args.graceful_timeout_s, ws_max_size=1 << 20)
+
+
+if __name__ == "__main__":
+    main()

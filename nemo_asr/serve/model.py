@@ -1,0 +1,72 @@
+"""The model a server holds: an inference runner plus its labels, frame timing and decoders."""
+import logging
+import time
+
+import numpy as np
+import torch
+
+from ..parts.streaming import BufferedCTCStream, collapse, greedy_labels, words_with_confidence
+
+_logger = logging.getLogger("nemo_asr.serve")
+
+
+class ServingModel:
+    """``infer_batch`` runs a list of mono waveforms as one padded batch; ``decode`` turns log-probs into results.
+
+    ``runner`` is an ``InferenceRunner`` (PyTorch, TorchScript or ONNX Runtime
+    over the whole acoustic pipeline); ``frame_samples`` is the number of audio
+    samples per encoder frame (feature hop x encoder stride).
+    """
+
+    def __init__(self, runner, labels, sample_rate, frame_samples, name="model", lm_decoder=None):
+        self.runner, self.labels, self.sample_rate = runner, list(labels), int(sample_rate)
+        self.frame_samples, self.name, self.lm_decoder = int(frame_samples), name, lm_decoder
+        self.blank = len(self.labels)
+        self.frame_seconds = self.frame_samples / self.sample_rate
+
+    @classmethod
+    def from_recognizer(cls, recognizer, runner, name="model", lm_decoder=None):
+        hop = recognizer.preprocessor.featurizer.hop_length
+        return cls(runner, recognizer.labels, recognizer.sample_rate, hop * recognizer.encoder.total_stride,
+                   name=name, lm_decoder=lm_decoder)
+
+    def infer_batch(self, waveforms):
+        """Per-waveform log-probs ``(frames, classes)`` (float32, valid frames only)."""
+        lengths = torch.tensor([len(w) for w in waveforms], dtype=torch.long)
+        batch = torch.zeros(len(waveforms), max(1, int(lengths.max())))
+        for i, wave in enumerate(waveforms):
+            batch[i, : len(wave)] = torch.as_tensor(wave, dtype=torch.float32)
+        lengths = lengths.clamp(min=1)
+        log_probs, encoded_lengths = self.runner(batch, lengths)
+        return [log_probs[i, : int(encoded_lengths[i])].float() for i in range(len(waveforms))]
+
+    def decode(self, log_probs, use_lm=False):
+        """``{"text", "words"}`` for one utterance's log-probs; ``use_lm``: beam search with the LM."""
+        labels, scores = greedy_labels(log_probs)
+        if use_lm:
+            if self.lm_decoder is None:
+                raise ValueError("this server has no language model (start it with --lm_path)")
+            return self.lm_decoder(log_probs, labels, scores, self)
+        text = "".join(self.labels[i] for i in collapse(labels, self.blank))
+        return {"text": text, "words": words_with_confidence(labels, scores, self.labels, self.frame_seconds,
+                                                             blank=self.blank)}
+
+    def new_stream(self, chunk_s, left_s, right_s):
+        """A ``BufferedCTCStream`` with window parts rounded to whole encoder frames."""
+        frames = lambda seconds: max(0, round(seconds / self.frame_seconds))  # noqa: E731
+        return BufferedCTCStream(self.frame_samples, max(1, frames(chunk_s)), frames(left_s), frames(right_s),
+                                 self.blank)
+
+    def stream_result(self, stream):
+        """``{"text", "words"}`` of everything a stream committed."""
+        text = stream.text(self.labels)
+        return {"text": text, "words": words_with_confidence(stream.labels, stream.scores, self.labels,
+                                                             self.frame_seconds, blank=self.blank)}
+
+    def warm_up(self, seconds=(1.0, 4.0)):
+        """Run a few batches so the first request does not pay for lazy initialisation; returns seconds taken."""
+        started = time.perf_counter()
+        rng = np.random.default_rng(0)
+        for duration in seconds:
+            self.infer_batch([rng.standard_normal(int(duration * self.sample_rate)).astype(np.float32) * 0.01] * 2)
+        return time.perf_counter() - started

@@ -1,0 +1,304 @@
+"""nemo-serve over real sockets: HTTP transcription, limits, auth, metrics, WebSocket streaming, draining."""
+import io
+import json
+import os
+import socket
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("websockets")
+
+from websockets.sync.client import connect  # noqa: E402
+
+from nemo_asr.inference import Recognizer  # noqa: E402
+from nemo_asr.model_config import load_model_config  # noqa: E402
+from nemo_asr.serve.app import Settings, create_app  # noqa: E402
+from nemo_asr.serve.model import ServingModel  # noqa: E402
+
+HERE = os.path.dirname(__file__)
+NGC = os.path.join(HERE, "data", "ngc_compat")
+WAV = os.path.join(HERE, "data", "an4_subset", "wav")
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    recognizer = Recognizer(load_model_config(os.path.join(NGC, "small_qn.yaml")))
+    recognizer.load(NGC, "small_qn")
+    return ServingModel.from_recognizer(recognizer, recognizer.runner("pytorch"), name="small_qn")
+
+
+class Server:
+    """uvicorn in a thread on a free loopback port."""
+
+    def __init__(self, app):
+        import uvicorn
+
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                   access_log=False, timeout_graceful_shutdown=10))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.time() + 30
+        while not self.server.started:
+            assert time.time() < deadline, "server did not start"
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(30)
+
+    def url(self, path):
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def ws(self, path):
+        return f"ws://127.0.0.1:{self.port}{path}"
+
+
+@pytest.fixture(scope="module")
+def server(model):
+    with Server(create_app(model, Settings(max_audio_s=10, max_body_bytes=1 << 20, max_stream_s=30))) as running:
+        yield running
+
+
+def post(url, data, headers=None):
+    """``(status, json body, headers)`` of a POST."""
+    request = urllib.request.Request(url, data=data, headers=headers or {}, method="POST")
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read()), dict(response.headers)
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read()), dict(err.headers)
+
+
+def wav_bytes(samples, rate, subtype="PCM_16", fmt="WAV"):
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, rate, subtype=subtype, format=fmt)
+    return buffer.getvalue()
+
+
+def an4(name="an443-mmxg-b.wav"):
+    samples, rate = sf.read(os.path.join(WAV, name), dtype="float32")
+    return samples, rate
+
+
+def offline(model, samples):
+    return model.decode(model.infer_batch([samples])[0])
+
+
+def test_transcribe_returns_text_words_and_timings(server, model):
+    samples, rate = an4()
+    status, body, headers = post(server.url("/v1/transcribe"), wav_bytes(samples, rate))
+    assert status == 200, body
+    assert body["text"] == offline(model, samples)["text"]
+    assert body["duration"] == pytest.approx(len(samples) / rate, abs=1e-3)
+    assert set(body["timings_ms"]) == {"decode_audio", "queue_and_inference", "ctc_decoding", "total"}
+    for word in body["words"]:
+        assert 0 <= word["start"] < word["end"] <= body["duration"] + 0.05
+        assert 0 < word["confidence"] <= 1
+    assert " ".join(w["word"] for w in body["words"]) == " ".join(body["text"].split())
+    assert "x-request-id" in {k.lower() for k in headers}
+
+
+def test_any_rate_channels_and_format_are_resampled_and_mixed(server, model):
+    samples, rate = an4()
+    stereo_8k = np.stack([samples, samples], axis=1)[::2]
+    status, body, _ = post(server.url("/v1/transcribe"), wav_bytes(stereo_8k, 8000, fmt="FLAC"))
+    assert status == 200, body
+    assert body["duration"] == pytest.approx(len(stereo_8k) / 8000, abs=1e-3)
+
+
+def test_multipart_upload(server, model):
+    samples, rate = an4()
+    boundary = "xyzBOUNDARY"
+    body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.wav\"\r\n"
+            f"Content-Type: audio/wav\r\n\r\n").encode() + wav_bytes(samples, rate) + f"\r\n--{boundary}--\r\n".encode()
+    status, result, _ = post(server.url("/v1/transcribe"), body,
+                             {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert status == 200, result
+    assert result["text"] == offline(model, samples)["text"]
+
+
+@pytest.mark.parametrize("data, status, words", [
+    (b"this is not audio at all", 415, "not an audio file"),
+    (b"", 415, "no audio"),
+    (wav_bytes(np.zeros(16000 * 11, dtype=np.float32), 16000), 413, "accepts up to 10 s"),
+    (b"\0" * ((1 << 20) + 1), 413, "exceeds the limit"),
+    (wav_bytes(np.array([0.0, np.nan, 0.1] * 100, dtype=np.float32), 16000, subtype="FLOAT"), 415, "NaN"),
+])
+def test_bad_input_gets_the_right_status_and_reason(server, data, status, words):
+    code, body, _ = post(server.url("/v1/transcribe"), data)
+    assert code == status
+    assert words in body["error"]
+
+
+def test_lm_without_a_language_model_is_a_client_error(server):
+    samples, rate = an4()
+    code, body, _ = post(server.url("/v1/transcribe?lm=true"), wav_bytes(samples, rate))
+    assert code == 400 and "--lm_path" in body["error"]
+
+
+def test_health_ready_and_metrics(server):
+    with urllib.request.urlopen(server.url("/healthz")) as response:
+        assert json.loads(response.read()) == {"status": "ok"}
+    with urllib.request.urlopen(server.url("/readyz")) as response:
+        assert json.loads(response.read())["status"] == "ready"
+    samples, rate = an4()
+    post(server.url("/v1/transcribe"), wav_bytes(samples, rate))
+    post(server.url("/v1/transcribe"), b"junk")
+    with urllib.request.urlopen(server.url("/metrics")) as response:
+        text = response.read().decode()
+    assert 'nemo_serve_requests_total{endpoint="/v1/transcribe",status="200"}' in text
+    assert 'nemo_serve_requests_total{endpoint="/v1/transcribe",status="415"}' in text
+    for name in ("nemo_serve_request_seconds_bucket", "nemo_serve_batch_size_bucket", "nemo_serve_queue_depth",
+                 "nemo_serve_real_time_factor_bucket"):
+        assert name in text
+
+
+def test_concurrent_requests_are_batched(model):
+    samples, rate = an4()
+    data = wav_bytes(samples, rate)
+    settings = Settings(max_batch_size=8, max_wait_ms=200)
+    with Server(create_app(model, settings)) as running:
+        results = []
+        threads = [threading.Thread(target=lambda: results.append(post(running.url("/v1/transcribe"), data)))
+                   for _ in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with urllib.request.urlopen(running.url("/metrics")) as response:
+            text = response.read().decode()
+    assert [r[0] for r in results] == [200] * 6
+    assert len({r[1]["text"] for r in results}) == 1
+    batches = float(next(line.split()[-1] for line in text.splitlines()
+                         if line.startswith("nemo_serve_batch_size_count")))
+    assert batches < 6  # warm-up batches excluded: the app's batcher only saw the requests
+
+
+def test_api_keys_are_required_when_configured(model):
+    samples, rate = an4()
+    data = wav_bytes(samples, rate)
+    with Server(create_app(model, Settings(api_keys=["s3cret"]), warm_up=False)) as running:
+        assert post(running.url("/v1/transcribe"), data)[0] == 401
+        assert post(running.url("/v1/transcribe"), data, {"Authorization": "Bearer wrong"})[0] == 401
+        assert post(running.url("/v1/transcribe"), data, {"Authorization": "Bearer s3cret"})[0] == 200
+        with pytest.raises(Exception):
+            with connect(running.ws("/v1/stream")) as ws:
+                ws.recv(timeout=10)
+        with connect(running.ws("/v1/stream"), additional_headers={"Authorization": "Bearer s3cret"}) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        with connect(running.ws("/v1/stream"), subprotocols=["nemo-asr", "bearer.s3cret"]) as ws:
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+
+
+def _stream(url, samples, rate, frame_s=0.1):
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    messages = []
+    with connect(url) as ws:
+        ready = json.loads(ws.recv(timeout=10))
+        assert ready["type"] == "ready"
+        step = int(rate * frame_s)
+        for start in range(0, len(pcm), step):
+            ws.send(pcm[start:start + step].tobytes())
+        ws.send(json.dumps({"eof": True}))
+        while True:
+            message = json.loads(ws.recv(timeout=60))
+            messages.append(message)
+            if message["type"] in ("final", "error"):
+                break
+    return messages
+
+
+def test_stream_partials_then_final_equal_to_offline_on_an4(server, model):
+    """Streamed final text equals the offline text on real AN4 utterances."""
+    names = sorted(os.listdir(WAV))[:6]
+    for name in names:
+        samples, rate = an4(name)
+        messages = _stream(server.ws("/v1/stream"), samples, rate)
+        final = messages[-1]
+        assert final["type"] == "final" and final["final"] is True
+        quantised = (np.clip(samples, -1, 1) * 32767).astype(np.int16).astype(np.float32) / 32768
+        assert final["text"] == offline(model, quantised)["text"], name
+        if len(samples) / rate > 3.5:
+            assert any(m["type"] == "partial" for m in messages[:-1])
+
+
+def test_stream_at_another_rate(server):
+    samples, rate = an4()
+    samples_8k = samples[::2]
+    messages = _stream(server.ws("/v1/stream?sample_rate=8000"), samples_8k, 8000)
+    assert messages[-1]["type"] == "final"
+    assert messages[-1]["duration"] == pytest.approx(len(samples_8k) / 8000, abs=0.02)
+
+
+@pytest.mark.parametrize("send, code, words", [
+    (b"\x01\x02\x03", 1003, "even number of bytes"),
+    ("not json", 1007, "must be JSON"),
+    (json.dumps({"hello": 1}), 1007, "unknown control message"),
+])
+def test_malformed_stream_frames_get_an_error_and_a_close_code(server, send, code, words):
+    from websockets.exceptions import ConnectionClosed
+
+    with connect(server.ws("/v1/stream")) as ws:
+        json.loads(ws.recv(timeout=10))
+        ws.send(send)
+        error = json.loads(ws.recv(timeout=10))
+        assert error["type"] == "error" and words in error["error"]
+        with pytest.raises(ConnectionClosed) as closed:
+            ws.recv(timeout=10)
+        assert closed.value.rcvd.code == code
+
+
+def test_bad_sample_rate_and_too_long_stream(server):
+    from websockets.exceptions import ConnectionClosed
+
+    with connect(server.ws("/v1/stream?sample_rate=abc")) as ws:
+        assert "sample_rate" in json.loads(ws.recv(timeout=10))["error"]
+    with connect(server.ws("/v1/stream")) as ws:
+        json.loads(ws.recv(timeout=10))
+        silence = np.zeros(16000 * 31, dtype="<i2").tobytes()
+        with pytest.raises(ConnectionClosed):
+            for start in range(0, len(silence), 1 << 18):
+                ws.send(silence[start:start + (1 << 18)])
+            while True:
+                message = json.loads(ws.recv(timeout=30))
+                if message["type"] == "error":
+                    assert "exceeds 30 s" in message["error"]
+        assert ws.close_code == 1009
+
+
+def test_client_disconnecting_mid_stream_is_counted_and_the_server_keeps_serving(server):
+    samples, rate = an4()
+    pcm = (samples * 32767).astype("<i2").tobytes()
+    ws = connect(server.ws("/v1/stream"))
+    json.loads(ws.recv(timeout=10))
+    ws.send(pcm[: len(pcm) // 2])
+    ws.socket.close()  # vanish without a close frame (no context manager on purpose)
+    time.sleep(0.5)
+    with urllib.request.urlopen(server.url("/metrics")) as response:
+        text = response.read().decode()
+    deadline = time.time() + 10
+    while 'nemo_serve_streams_total{outcome="disconnected"}' not in text and time.time() < deadline:
+        time.sleep(0.2)
+        with urllib.request.urlopen(server.url("/metrics")) as response:
+            text = response.read().decode()
+    assert 'nemo_serve_streams_total{outcome="disconnected"}' in text
+    assert post(server.url("/v1/transcribe"), wav_bytes(samples, rate))[0] == 200
