@@ -16,6 +16,12 @@ class JasperEncoder(TrainableNM):
 
     The input port declares ``D = feat_in * frame_splicing``, so wiring it to a
     preprocessor with another feature count fails on that line.
+
+    Besides NeMo 0.x's block keys, a block may set NeMo's later QuartzNet/Citrinet
+    options ``se`` / ``se_reduction_ratio`` (squeeze-excitation, global context),
+    ``kernel_size_factor``, ``stride_last`` and ``residual_mode: stride_add``
+    (see ``parts/jasper.py``); any other key raises ``JasperConfigError`` naming
+    the block index and the key.
     """
 
     def __init__(self, jasper, activation, feat_in, normalization_mode="batch", residual_mode="add",

@@ -11,6 +11,7 @@ from .neural_module import (  # noqa: E402
     NonTrainableNM,
     StateDictMismatchError,
     TrainableNM,
+    WeightShareTransform,
 )
 from .neural_types import *  # noqa: E402,F401,F403
 from .nm_tensor import NmTensor  # noqa: E402

@@ -7,9 +7,11 @@ arguments it was constructed with, so it can be written to and rebuilt from a
 YAML config.
 """
 import collections
+import enum
 import functools
 import inspect
 import itertools
+import logging
 
 import torch
 
@@ -26,6 +28,37 @@ from .nm_tensor import ModuleCall, NmTensor
 from .utils.config_io import decode_value, dump_yaml, encode_value, load_yaml, locate
 
 _instance_counter = itertools.count()
+_log = logging.getLogger(__name__)
+
+
+class WeightShareTransform(enum.Enum):
+    """How a weight maps onto another module's weight (``set_weights`` / ``tie_weights_with``)."""
+
+    SAME = 0
+    TRANSPOSE = 1
+
+
+def _weight_value(entry):
+    """A tensor from a ``get_weights`` entry ``(parameter, trainable)`` or a bare tensor."""
+    if isinstance(entry, (tuple, list)):
+        entry = entry[0]
+    if not isinstance(entry, torch.Tensor):
+        raise TypeError(f"expected a tensor or a (tensor, trainable) pair, got {type(entry).__name__}")
+    return entry
+
+
+def _name_and_transform(name, name2name_and_transform):
+    """(source name, transform) for own weight ``name``; the same name unless mapped."""
+    if not name2name_and_transform or name not in name2name_and_transform:
+        return name, WeightShareTransform.SAME
+    entry = name2name_and_transform[name]
+    if isinstance(entry, str):
+        return entry, WeightShareTransform.SAME
+    source, transform = entry
+    if not isinstance(transform, WeightShareTransform):
+        raise ValueError(f"weight {name!r}: the transform must be a WeightShareTransform (SAME or TRANSPOSE), "
+                         f"got {transform!r}")
+    return source, transform
 
 
 class StateDictMismatchError(RuntimeError):
@@ -150,6 +183,26 @@ class NeuralModule:
 
     def load_rng_state(self, state):
         """Restore what ``rng_state`` returned."""
+
+    # --------------------------------------------------------------- weights
+    def get_weights(self):
+        """NeMo 0.x: ``{name: (parameter, trainable)}``; None for a module without weights."""
+        return None
+
+    def is_trainable(self):
+        """True when the module has at least one weight that training updates (NeMo 0.x)."""
+        weights = self.get_weights()
+        return bool(weights) and any(trainable for _, trainable in weights.values())
+
+    def set_weights(self, name2weight, name2name_and_transform=None):
+        """Copy weights in; a module without weights only accepts an empty ``name2weight``."""
+        if name2weight:
+            raise ValueError(f"{self.name} ({type(self).__name__}) has no weights to set; "
+                             f"got {', '.join(map(str, name2weight))}")
+
+    def tie_weights_with(self, module, weight_names, name2name_and_transform=None):
+        """Share weights with ``module``; a module without weights has none to tie."""
+        raise ValueError(f"{self.name} ({type(self).__name__}) has no weights to tie")
 
     # --------------------------------------------------------------- calling
     def __call__(self, *args, **kwargs):
@@ -281,6 +334,99 @@ class _TorchNeuralModule(NeuralModule, torch.nn.Module):
                 param.requires_grad_(True)
         self._frozen = False
 
+    def get_weights(self):
+        """``{name: (parameter, trainable)}`` for every parameter, in ``named_parameters`` order.
+
+        The NeMo 0.x form; the parameters are the module's own objects (not copies).
+        """
+        return collections.OrderedDict(
+            (name, (param, param.requires_grad)) for name, param in self.named_parameters())
+
+    def _own_parameter(self, name, action):
+        params = dict(self.named_parameters(remove_duplicate=False))
+        if name not in params:
+            shown = ", ".join(list(params)[:12]) + (", ..." if len(params) > 12 else "")
+            raise ValueError(f"{action}: {self.name} has no weight {name!r}; its weights: {shown or 'none'}")
+        return params[name]
+
+    def set_weights(self, name2weight, name2name_and_transform=None):
+        """Copy values into this module's weights (no tying: later updates stay separate).
+
+        ``name2weight`` maps names to tensors or to ``(tensor, trainable)`` pairs
+        (what ``get_weights`` returns); the flags are not applied. Without
+        ``name2name_and_transform`` each entry goes to the weight of the same
+        name and may cover only part of the module. With it, exactly the mapped
+        weights are set: ``{own_name: (name_in_name2weight, WeightShareTransform)}``;
+        ``TRANSPOSE`` copies the transposed matrix.
+        """
+        if not name2weight:
+            return
+        if name2name_and_transform:
+            plan = {own: _name_and_transform(own, name2name_and_transform) for own in name2name_and_transform}
+        else:
+            plan = {name: (name, WeightShareTransform.SAME) for name in name2weight}
+        updates = []
+        for own, (source, transform) in plan.items():
+            if source not in name2weight:
+                raise ValueError(f"set_weights: {self.name}.{own} maps to {source!r}, which name2weight lacks; "
+                                 f"it has {', '.join(map(str, name2weight))}")
+            value = _weight_value(name2weight[source])
+            if transform is WeightShareTransform.TRANSPOSE:
+                value = value.t()
+            param = self._own_parameter(own, "set_weights")
+            if value.shape != param.shape:
+                raise ValueError(f"set_weights: {self.name}.{own} has shape {tuple(param.shape)}, the value for it "
+                                 f"({source!r}, {transform.name}) has {tuple(value.shape)}")
+            updates.append((param, value))
+        with torch.no_grad():  # all names checked first: a failure changes nothing
+            for param, value in updates:
+                param.copy_(value)
+
+    def tie_weights_with(self, module, weight_names, name2name_and_transform=None):
+        """Make weights of this module the very ``Parameter`` objects of ``module``.
+
+        After tying, both modules hold one tensor: an optimiser step (or any
+        in-place change) through either shows in both, the gradients of both
+        uses add up, and ``nf.train`` optimises it once. ``weight_names`` are own
+        names; ``name2name_and_transform`` maps an own name to
+        ``(name_in_module, WeightShareTransform.SAME)`` when the names differ.
+        ``TRANSPOSE`` cannot be tied (a transposed tensor is not the same
+        Parameter); copy it with ``set_weights`` instead. Shapes, dtypes and
+        devices must match.
+        """
+        if not isinstance(module, torch.nn.Module):
+            raise ValueError(f"tie_weights_with: {self.name} can only tie with a torch-based module, "
+                             f"got {type(module).__name__}")
+        if not weight_names:
+            raise ValueError(f"tie_weights_with: give the names of {self.name}'s weights to tie (weight_names)")
+        if isinstance(weight_names, str):
+            weight_names = [weight_names]
+        other_name = getattr(module, "name", type(module).__name__)
+        other_params = dict(module.named_parameters(remove_duplicate=False))
+        ties = []
+        for own in weight_names:
+            source, transform = _name_and_transform(own, name2name_and_transform)
+            if transform is WeightShareTransform.TRANSPOSE:
+                raise NotImplementedError(
+                    f"tie_weights_with: {self.name}.{own} -> {other_name}.{source} with TRANSPOSE cannot be tied "
+                    "(a transposed tensor is not the same Parameter); use set_weights(..., TRANSPOSE) to copy it")
+            if source not in other_params:
+                shown = ", ".join(list(other_params)[:12]) + (", ..." if len(other_params) > 12 else "")
+                raise ValueError(f"tie_weights_with: {other_name} has no weight {source!r} (to tie {self.name}.{own}); "
+                                 f"its weights: {shown or 'none'}")
+            shared, mine = other_params[source], self._own_parameter(own, "tie_weights_with")
+            for what, a, b in (("shape", tuple(mine.shape), tuple(shared.shape)), ("dtype", mine.dtype, shared.dtype),
+                               ("device", mine.device, shared.device)):
+                if a != b:
+                    raise ValueError(f"tie_weights_with: {self.name}.{own} has {what} {a}, {other_name}.{source} "
+                                     f"has {b}; tied weights must match")
+            ties.append((own, shared))
+        for own, shared in ties:
+            owner_path, _, attr = own.rpartition(".")
+            owner = self.get_submodule(owner_path) if owner_path else self
+            setattr(owner, attr, shared)
+        _log.info("%s: tied %d weight(s) with %s", self.name, len(ties), other_name)
+
     def save_to(self, path):
         """Plain ``torch.save(state_dict)``: the NGC NeMo 0.x checkpoint format."""
         save_atomic(self.state_dict(), path)
@@ -381,5 +527,5 @@ class DataLayerNM(NeuralModule):
 
 __all__ = [
     "NeuralModule", "DataLayerNM", "TrainableNM", "NonTrainableNM", "LossNM",
-    "StateDictMismatchError",
+    "StateDictMismatchError", "WeightShareTransform",
 ]

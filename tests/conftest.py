@@ -19,6 +19,9 @@ def _cpu_defaults():
     torch.manual_seed(0)
     yield
     runtime.set_defaults(None, None)
+    from nemo_core import NeuralModuleFactory
+
+    NeuralModuleFactory.reset_default_factory()
 
 
 def free_port():

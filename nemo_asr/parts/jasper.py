@@ -5,6 +5,23 @@ NGC checkpoints load unchanged: ``encoder.{block}.mconv.{i}`` holds, per
 repeat, [conv(s), norm, activation, dropout] (the last repeat without
 activation/dropout, which sit in ``mout`` after the residual sum), and
 ``encoder.{block}.res.{j}`` a 1x1 conv + norm per residual input.
+
+Block options of NeMo's later QuartzNet/Citrinet configs:
+
+- ``se`` (``se_reduction_ratio``, default 8): squeeze-and-excitation on the
+  block's last conv output, before the residual sum. It is the last entry of
+  ``mconv`` (keys ``mconv.{n}.fc.0.weight``, ``mconv.{n}.fc.2.weight``, as in
+  NeMo 1.x); blocks without SE keep the NeMo 0.x layout. The context is global
+  (a masked mean over each utterance's valid frames); ``se_context_size`` /
+  ``se_context_window`` may only be -1 (global), and ``se_interpolation_mode``
+  is accepted for config compatibility but has no effect with global context
+  (as in NeMo).
+- ``kernel_size_factor``: kernel sizes are ``max(int(kernel * factor), 1)``,
+  made odd by adding one when even (a factor of 1 leaves kernels as given).
+- ``stride_last``: only the last repeat's conv strides (one stride ``S`` per
+  block instead of ``S`` per repeat).
+- ``residual_mode: stride_add``: the residual 1x1 conv strides like the block,
+  so a strided block can still add its input.
 """
 import torch
 from torch import nn
@@ -18,6 +35,19 @@ ACTIVATIONS = {
 }
 NORMALIZATIONS = ("batch", "layer", "instance", "group")
 INIT_MODES = ("xavier_uniform", "xavier_normal", "kaiming_uniform", "kaiming_normal")
+RESIDUAL_MODES = ("add", "max", "stride_add")
+
+
+class JasperConfigError(ValueError):
+    """A ``jasper`` block list cannot be built; the message names the block index and the key."""
+
+    user_error = True  # one line on the command line (nemo_core.utils.cli)
+
+
+def compute_kernel_size(kernel_size, factor):
+    """``kernel_size`` scaled by ``factor``: at least 1, and odd (even sizes grow by one)."""
+    size = max(int(kernel_size * float(factor)), 1)
+    return size + 1 if size % 2 == 0 else size
 
 
 def get_same_padding(kernel_size, stride, dilation):
@@ -106,6 +136,35 @@ class GroupShuffle(nn.Module):
         return x.transpose(1, 2).contiguous().view(shape)
 
 
+class SqueezeExcite(nn.Module):
+    """Squeeze-and-excitation over time (Hu et al., 2018) with global context.
+
+    Per utterance, the mean of each channel over its valid frames (padding
+    excluded) goes through ``Linear(C, C // reduction_ratio) -> activation ->
+    Linear(C // reduction_ratio, C) -> sigmoid``; the input is scaled per channel
+    by the result. Padded frames come out as zeros. The mean is taken in float32.
+    """
+
+    def __init__(self, channels, reduction_ratio=8, activation=None):
+        super().__init__()
+        hidden = channels // int(reduction_ratio)
+        if hidden < 1:
+            raise ValueError(f"se_reduction_ratio {reduction_ratio} leaves no hidden unit for {channels} channels")
+        self.fc = nn.Sequential(
+            nn.Linear(channels, hidden, bias=False),
+            (activation or nn.ReLU)(),
+            nn.Linear(hidden, channels, bias=False),
+        )
+
+    def forward(self, x, lengths):
+        frames = x.shape[-1]
+        x = x.masked_fill(lengths_mask(lengths, frames)[:, None, :], 0.0)
+        valid = lengths.clamp(min=1, max=frames).to(torch.float32)
+        context = x.float().sum(dim=-1) / valid[:, None]  # (B, C)
+        scale = torch.sigmoid(self.fc(context.to(x.dtype)))
+        return x * scale[:, :, None].to(x.dtype), lengths
+
+
 def _norm(kind, channels, norm_groups):
     if kind == "batch":
         return nn.BatchNorm1d(channels, eps=1e-3, momentum=0.1)
@@ -120,35 +179,53 @@ def _norm(kind, channels, norm_groups):
 
 class JasperBlock(nn.Module):
     """``repeat`` x (conv -> norm -> activation -> dropout) with an optional
-    (dense) residual added before the last activation."""
+    (dense) residual added before the last activation.
+
+    ``kernel_size_factor`` scales the kernel (kept odd), ``stride_last`` strides
+    only the last repeat, ``se`` adds squeeze-excitation (``se_reduction_ratio``)
+    after the last conv + norm, before the residual sum; ``residual_mode``
+    ``"stride_add"`` strides the residual 1x1 conv like the block.
+    """
 
     def __init__(self, inplanes, planes, repeat=3, kernel_size=11, stride=1, dilation=1, dropout=0.2,
                  activation=None, residual=True, groups=1, separable=False, heads=-1, normalization="batch",
-                 norm_groups=1, residual_mode="add", residual_panes=(), conv_mask=True):
+                 norm_groups=1, residual_mode="add", residual_panes=(), conv_mask=True, kernel_size_factor=1.0,
+                 stride_last=False, se=False, se_reduction_ratio=8):
         super().__init__()
-        if residual_mode not in ("add", "max"):
-            raise ValueError(f"residual_mode must be 'add' or 'max', got {residual_mode!r}")
-        padding = get_same_padding(kernel_size, stride, dilation)
+        if residual_mode not in RESIDUAL_MODES:
+            raise ValueError(f"residual_mode must be one of {', '.join(RESIDUAL_MODES)}; got {residual_mode!r}")
+        if float(kernel_size_factor) <= 0:
+            raise ValueError(f"kernel_size_factor must be > 0, got {kernel_size_factor!r}")
+        if float(kernel_size_factor) != 1.0:  # factor 1 keeps NeMo 0.x's kernels exactly (even ones too)
+            kernel_size = compute_kernel_size(kernel_size, kernel_size_factor)
         self.conv_mask = conv_mask
         self.residual_mode = residual_mode
         self.separable = separable
-        self._conv_args = dict(kernel_size=kernel_size, stride=stride, dilation=dilation, padding=padding,
+        self._conv_args = dict(kernel_size=kernel_size, stride=stride, dilation=dilation,
+                               padding=get_same_padding(kernel_size, stride, dilation),
                                groups=groups, heads=heads, separable=separable)
+        inner_stride = 1 if stride_last else stride
+        inner_args = dict(self._conv_args, stride=inner_stride,
+                          padding=get_same_padding(kernel_size, inner_stride, dilation))
         make_activation = activation or nn.Hardtanh
         layers = []
         channels = inplanes
         for _ in range(repeat - 1):
-            layers += self._conv_norm(channels, planes, normalization, norm_groups, **self._conv_args)
+            layers += self._conv_norm(channels, planes, normalization, norm_groups, **inner_args)
             layers += [make_activation(), nn.Dropout(p=dropout)]
             channels = planes
         layers += self._conv_norm(channels, planes, normalization, norm_groups, **self._conv_args)
+        if se:
+            layers.append(SqueezeExcite(planes, se_reduction_ratio, activation=make_activation))
         self.mconv = nn.ModuleList(layers)
 
         self.dense_residual = bool(residual) and bool(residual_panes)
         if residual:
             panes = list(residual_panes) if residual_panes else [inplanes]
+            res_stride = stride if residual_mode == "stride_add" else 1
             self.res = nn.ModuleList(
-                nn.ModuleList(self._conv_norm(p, planes, normalization, norm_groups, kernel_size=1))
+                nn.ModuleList(self._conv_norm(p, planes, normalization, norm_groups, kernel_size=1,
+                                              stride=res_stride))
                 for p in panes
             )
         else:
@@ -174,7 +251,7 @@ class JasperBlock(nn.Module):
         """``inputs``: list of tensors (earlier outputs for dense residuals)."""
         out, out_lengths = inputs[-1], lengths
         for layer in self.mconv:
-            if isinstance(layer, MaskedConv1d):
+            if isinstance(layer, (MaskedConv1d, SqueezeExcite)):
                 out, out_lengths = layer(out, out_lengths)
             else:
                 out = layer(out)
@@ -185,7 +262,7 @@ class JasperBlock(nn.Module):
                         res_in, _ = layer(res_in, lengths)
                     else:
                         res_in = layer(res_in)
-                out = out + res_in if self.residual_mode == "add" else torch.maximum(out, res_in)
+                out = torch.maximum(out, res_in) if self.residual_mode == "max" else out + res_in
         out = self.mout(out)
         if self.dense_residual:
             return inputs + [out], out_lengths
@@ -193,11 +270,19 @@ class JasperBlock(nn.Module):
 
 
 class JasperEncoderNet(nn.Module):
-    """Stack of JasperBlocks built from a list of block configs."""
+    """Stack of JasperBlocks built from a list of block configs.
 
-    BLOCK_KEYS = {"filters", "repeat", "kernel", "stride", "dilation", "dropout", "residual",
-                  "residual_dense", "separable", "groups", "heads", "tied", "se", "se_reduction_ratio",
-                  "kernel_size_factor", "stride_last", "residual_mode"}
+    Every key of a block config is used or refused: an unknown key (a typo, or
+    an option this implementation does not have) raises ``JasperConfigError``
+    naming the block index and the key, so a config never silently builds
+    another model than it describes.
+    """
+
+    REQUIRED_KEYS = ("filters", "repeat", "kernel", "stride", "dilation", "dropout", "residual")
+    OPTIONAL_KEYS = ("residual_dense", "separable", "groups", "heads", "tied", "residual_mode", "se",
+                     "se_reduction_ratio", "se_context_size", "se_context_window", "se_interpolation_mode",
+                     "kernel_size_factor", "stride_last")
+    BLOCK_KEYS = frozenset(REQUIRED_KEYS + OPTIONAL_KEYS)
 
     def __init__(self, jasper, activation, feat_in, normalization_mode="batch", residual_mode="add",
                  norm_groups=-1, conv_mask=True, frame_splicing=1, init_mode="xavier_uniform"):
@@ -209,30 +294,75 @@ class JasperEncoderNet(nn.Module):
         feat_in = feat_in * frame_splicing
         residual_panes, blocks = [], []
         for index, cfg in enumerate(jasper):
-            missing = [k for k in ("filters", "repeat", "kernel", "stride", "dilation", "dropout", "residual") if k not in cfg]
-            if missing:
-                raise ValueError(f"jasper block {index} lacks required key(s): {', '.join(missing)}")
-            unknown = sorted(set(cfg) - self.BLOCK_KEYS)
-            if unknown:
-                raise ValueError(f"jasper block {index} has unknown key(s): {', '.join(unknown)}")
-            if cfg.get("tied"):
-                raise ValueError(f"jasper block {index}: 'tied' weights are not supported")
+            options = self._block_options(index, cfg, residual_mode)
             dense = []
             if cfg.get("residual_dense", False):
                 residual_panes.append(feat_in)
                 dense = list(residual_panes)
-            blocks.append(JasperBlock(
-                feat_in, cfg["filters"], repeat=cfg["repeat"], kernel_size=_first(cfg["kernel"]),
-                stride=_first(cfg["stride"]), dilation=_first(cfg["dilation"]), dropout=cfg["dropout"],
-                activation=ACTIVATIONS[activation], residual=cfg["residual"], groups=cfg.get("groups", 1),
-                separable=cfg.get("separable", False), heads=cfg.get("heads", -1),
-                normalization=normalization_mode, norm_groups=norm_groups,
-                residual_mode=cfg.get("residual_mode", residual_mode), residual_panes=dense, conv_mask=conv_mask,
-            ))
+            try:
+                blocks.append(JasperBlock(
+                    feat_in, cfg["filters"], repeat=cfg["repeat"], kernel_size=_first(cfg["kernel"]),
+                    stride=_first(cfg["stride"]), dilation=_first(cfg["dilation"]), dropout=cfg["dropout"],
+                    activation=ACTIVATIONS[activation], residual=cfg["residual"], groups=cfg.get("groups", 1),
+                    separable=cfg.get("separable", False), heads=cfg.get("heads", -1),
+                    normalization=normalization_mode, norm_groups=norm_groups, residual_panes=dense,
+                    conv_mask=conv_mask, **options,
+                ))
+            except ValueError as err:
+                if isinstance(err, JasperConfigError):
+                    raise
+                raise JasperConfigError(f"jasper block {index}: {err}") from err
             feat_in = cfg["filters"]
         self.encoder = nn.Sequential(*blocks)
         self.out_channels = feat_in
         self.apply(lambda m: init_weights(m, init_mode))
+
+    @classmethod
+    def _block_options(cls, index, cfg, residual_mode):
+        """Check block ``index``'s keys; the JasperBlock arguments of its optional keys."""
+        if not isinstance(cfg, dict):
+            raise JasperConfigError(f"jasper block {index} must be a mapping of keys, got {type(cfg).__name__}")
+        missing = [k for k in cls.REQUIRED_KEYS if k not in cfg]
+        if missing:
+            raise JasperConfigError(f"jasper block {index} lacks required key(s): {', '.join(missing)}")
+        unknown = sorted(set(cfg) - cls.BLOCK_KEYS)
+        if unknown:
+            raise JasperConfigError(
+                f"jasper block {index} has unknown key(s): {', '.join(map(str, unknown))}; a block accepts "
+                f"{', '.join(cls.REQUIRED_KEYS + cls.OPTIONAL_KEYS)} (check the spelling or remove the key)")
+        if cfg.get("tied"):
+            raise JasperConfigError(f"jasper block {index}: 'tied' weights are not supported; remove 'tied'")
+        for key in ("se_context_size", "se_context_window"):
+            value = cfg.get(key, -1)
+            if value is not None and (not isinstance(value, (int, float)) or value > 0):
+                raise JasperConfigError(
+                    f"jasper block {index}: {key}={value} asks for limited-context squeeze-excitation; only "
+                    f"global context (-1) is implemented")
+        se = bool(cfg.get("se", False))
+        ratio = cfg.get("se_reduction_ratio", 8)
+        if not isinstance(ratio, int) or isinstance(ratio, bool) or ratio < 1:
+            raise JasperConfigError(f"jasper block {index}: se_reduction_ratio must be an integer >= 1, got {ratio!r}")
+        if se and cfg["filters"] // ratio < 1:
+            raise JasperConfigError(f"jasper block {index}: se_reduction_ratio {ratio} is larger than the block's "
+                                    f"{cfg['filters']} filters; use at most {cfg['filters']}")
+        factor = cfg.get("kernel_size_factor", 1.0)
+        if isinstance(factor, bool) or not isinstance(factor, (int, float)) or factor <= 0:
+            raise JasperConfigError(f"jasper block {index}: kernel_size_factor must be a number > 0, got {factor!r}")
+        mode = cfg.get("residual_mode", residual_mode)
+        if mode not in RESIDUAL_MODES:
+            raise JasperConfigError(f"jasper block {index}: residual_mode {mode!r} is not one of "
+                                    f"{', '.join(RESIDUAL_MODES)}")
+        stride, stride_last = _first(cfg["stride"]), bool(cfg.get("stride_last", False))
+        if cfg["residual"] and stride > 1:
+            main = stride if stride_last or cfg["repeat"] == 1 else stride ** cfg["repeat"]
+            residual = stride if mode == "stride_add" else 1
+            if main != residual:
+                raise JasperConfigError(
+                    f"jasper block {index}: its main path strides {main}x but its residual {residual}x "
+                    f"(residual_mode {mode!r}), so the two cannot be added; use residual_mode: "
+                    "stride_add with stride_last: true (or repeat: 1), or residual: false")
+        return dict(residual_mode=mode, kernel_size_factor=float(factor), stride_last=stride_last,
+                    se=se, se_reduction_ratio=ratio)
 
     def forward(self, audio_signal, length):
         return run_blocks(self.encoder, audio_signal, length)
