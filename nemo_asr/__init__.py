@@ -11,9 +11,13 @@ from .audio_preprocessing import (  # noqa: E402
     AudioToMelSpectrogramPreprocessor,
     AudioToMFCCPreprocessor,
     AudioToSpectrogramPreprocessor,
+    CropOrPadSpectrogramAugmentation,
+    MultiplyBatch,
     SpectrogramAugmentation,
+    TimeStretchAugmentation,
 )
-from .data_layer import AudioToTextDataLayer  # noqa: E402
+from .beam_search_decoder import BeamSearchDecoderWithLM  # noqa: E402  (pyctcdecode/kenlm load on construction)
+from .data_layer import AudioToTextDataLayer, TranscriptDataLayer  # noqa: E402
 from .greedy_ctc_decoder import GreedyCTCDecoder  # noqa: E402
 from .jasper import JasperDecoderForCTC, JasperEncoder  # noqa: E402
 from .losses import CTCLossNM  # noqa: E402

@@ -1,4 +1,6 @@
-"""AudioToTextDataLayer: manifests -> (audio, audio length, transcript, transcript length)."""
+"""Data layers: ``AudioToTextDataLayer`` (manifests -> audio, audio length,
+transcript, transcript length) and ``TranscriptDataLayer`` (manifests or text
+files -> transcript, transcript length)."""
 import collections
 import time
 
@@ -9,8 +11,10 @@ from nemo_core import AudioSignal, DataLayerNM, LabelsType, LengthsType, NeuralT
 from .parts.data_check import (
     DropReport, apply_policy, check_files_exist, check_headers, duration_drops, find_ctc_infeasible,
 )
-from .parts.dataset import AudioTextDataset, CharTokenizer, make_collate
-from .parts.manifest import filter_by_duration, manifest_paths, read_entries, require_entries
+from .parts.dataset import (
+    AudioTextDataset, CharTokenizer, TranscriptDataset, make_collate, make_text_collate, read_transcripts,
+)
+from .parts.manifest import ManifestError, filter_by_duration, manifest_paths, read_entries, require_entries
 from .parts.perturb import AudioAugmentor
 
 
@@ -150,6 +154,48 @@ class AudioToTextDataLayer(DataLayerNM):
     @property
     def total_duration(self):
         return sum(self._dataset.durations)
+
+
+class TranscriptDataLayer(DataLayerNM):
+    """Transcripts alone, as label ids (NeMo 0.x): for language-model or decoder training.
+
+    ``path``: one or several files (a list, or comma-separated as with
+    ``manifest_filepath``). A ``.json``/``.jsonl`` file is a manifest whose
+    ``text`` keys are read (audio is neither needed nor opened); any other
+    file is plain text, one transcript per non-empty line. Transcripts are
+    normalised and tokenised like ``AudioToTextDataLayer``'s (characters
+    outside ``labels`` dropped, warned once each); ``bos_id``/``eos_id`` are
+    added around each, ``pad_id`` fills the batch. Output ports are typed
+    like ``AudioToTextDataLayer``'s transcript ports.
+    """
+
+    def __init__(self, path, labels, batch_size, bos_id=None, eos_id=None, pad_id=0, normalize_transcripts=True,
+                 drop_last=False, shuffle=True, num_workers=0, placement=None, name=None):
+        super().__init__(batch_size=batch_size, shuffle=shuffle, num_workers=num_workers, drop_last=drop_last,
+                         placement=placement, name=name)
+        self.labels = list(labels)
+        paths = manifest_paths(path, what="Transcript file")
+        transcripts = read_transcripts(paths)
+        if not transcripts:
+            raise ManifestError(f"No transcripts in {', '.join(paths)}")
+        self._dataset = TranscriptDataset(transcripts, CharTokenizer(self.labels, normalize=normalize_transcripts),
+                                          bos_id=bos_id, eos_id=eos_id)
+        self._collate = make_text_collate(0 if pad_id is None else pad_id)
+
+    @property
+    def output_ports(self):
+        return collections.OrderedDict(
+            texts=NeuralType(("B", "T"), LabelsType()),
+            texts_length=NeuralType(("B",), LengthsType()),
+        )
+
+    @property
+    def dataset(self):
+        return self._dataset
+
+    @property
+    def collate_fn(self):
+        return self._collate
 
 
 def _as_tuple(value):

@@ -187,3 +187,129 @@ def test_bucketing_cuts_padding(tmp_path):
     bucketed, bucket_valid = padding_fraction(bucketing=True, bucket_batches=8)
     assert plain_valid == bucket_valid  # same data, only the grouping changes
     assert bucketed < plain / 2
+
+
+# ---------------------------------------------------------------- manifests: encodings, paths, permissions
+def an4_rows(name="train_manifest.json"):
+    """AN4 rows with absolute audio paths, so a manifest written anywhere finds the files."""
+    rows = [json.loads(line) for line in open(os.path.join(AN4, name))]
+    return [dict(r, audio_filepath=os.path.join(AN4, r["audio_filepath"])) for r in rows]
+
+
+def test_manifest_with_utf8_byte_order_mark_is_read(tmp_path):
+    rows = an4_rows()[:3]
+    path = tmp_path / "bom.json"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    data = layer(str(path), shuffle=False)
+    assert [e.text for e in data.dataset.entries] == [r["text"] for r in rows]
+
+
+def test_non_utf8_manifest_names_file_and_line_and_says_to_re_encode(tmp_path):
+    rows = an4_rows()[:3]
+    lines = [json.dumps(r, ensure_ascii=False) for r in rows]
+    lines[1] = lines[1].replace(rows[1]["text"], "caf\u00e9")  # é, written as Latin-1 below
+    path = tmp_path / "latin1.json"
+    path.write_bytes("\n".join(lines).encode("latin-1") + b"\n")
+    with pytest.raises(nemo_asr.ManifestError, match=r"latin1\.json:2: not UTF-8 text \(byte 0xe9 .*re-encode "
+                                                     r"the file as UTF-8 .*iconv -f latin1 -t utf-8"):
+        layer(str(path))
+
+
+def test_manifest_paths_with_commas_lists_and_missing_pieces(tmp_path):
+    rows = an4_rows()
+    folder = tmp_path / "data, v2"
+    folder.mkdir()
+    comma = folder / "train,clean.json"
+    write_manifest(comma, rows)
+    assert len(layer(str(comma))) == len(rows)  # an existing file is one manifest, commas and all
+    test = os.path.join(AN4, "test_manifest.json")
+    assert len(layer([str(comma), test])) == len(rows) + 10  # a list is taken as is
+    assert len(layer(f"{os.path.join(AN4, 'train_manifest.json')},{test}")) == 40  # NeMo 0.x comma list
+    missing = tmp_path / "nope.json"
+    with pytest.raises(nemo_asr.ManifestError, match=rf"Manifest {missing} does not exist \(one of the "
+                                                     r"comma-separated manifests in"):
+        layer(f"{test},{missing}")
+    with pytest.raises(nemo_asr.ManifestError, match=rf"Manifest {missing} does not exist"):
+        layer([test, str(missing)])
+
+
+def test_manifest_folder_is_reported_as_a_folder(tmp_path):
+    with pytest.raises(nemo_asr.ManifestError, match=rf"Manifest {tmp_path} is a folder, not a manifest file"):
+        layer(str(tmp_path))
+
+
+def _read_without_privileges(path):
+    """``repr`` of what reading manifest ``path`` raises, as a user without root's right to read anything.
+
+    Root reads every file, so under root a forked child drops to ``nobody``
+    first: a real permission error, not a simulated one.
+    """
+    from nemo_asr.parts.manifest import read_entries
+
+    if os.geteuid() != 0:
+        try:
+            read_entries([path])
+        except Exception as err:  # noqa: BLE001 - the test inspects it
+            return f"{type(err).__name__}: {err}"
+        return "no error"
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        os.close(read_end)
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            read_entries([path])
+            message = "no error"
+        except Exception as err:  # noqa: BLE001
+            message = f"{type(err).__name__}: {err}"
+        os.write(write_end, message.encode())
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        message = pipe.read().decode()
+    os.waitpid(pid, 0)
+    return message
+
+
+def test_unreadable_manifest_says_permission_denied_naming_the_file():
+    import shutil
+    import tempfile
+
+    folder = tempfile.mkdtemp(prefix="perm_")  # in /tmp: searchable by every user, unlike tmp_path's parents
+    try:
+        os.chmod(folder, 0o755)
+        path = os.path.join(folder, "secret.json")
+        write_manifest(path, an4_rows()[:1])
+        os.chmod(path, 0o000)
+        message = _read_without_privileges(path)
+        assert message.startswith("ManifestError: "), message
+        assert f"Manifest {path}: permission denied; make it readable" in message
+        os.chmod(folder, 0o700)  # now the folder itself cannot be searched
+        os.chmod(path, 0o644)
+        if os.geteuid() == 0:
+            message = _read_without_privileges(path)
+            assert f"Manifest {path}: permission denied" in message and "cannot be searched" in message, message
+    finally:
+        os.chmod(folder, 0o755)
+        shutil.rmtree(folder)
+
+
+@pytest.mark.slow
+def test_training_script_reports_a_latin1_manifest_in_one_line(tmp_path):
+    import subprocess
+
+    from conftest import PYTHON, subprocess_env
+
+    path = tmp_path / "latin1.json"
+    row = dict(an4_rows()[0], text="na\u00efve")
+    path.write_bytes(json.dumps(row, ensure_ascii=False).encode("latin-1") + b"\n")
+    result = subprocess.run([PYTHON, os.path.join(REPO, "examples", "asr", "jasper.py"), "--model_config",
+                             os.path.join(REPO, "tests", "data", "configs", "tiny_quartznet.yaml"),
+                             "--train_dataset", str(path), "--work_dir", str(tmp_path), "--max_steps", "1"],
+                            capture_output=True, text=True, env=subprocess_env(), timeout=120)
+    assert result.returncode == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines[-1].startswith(f"jasper.py: error: {path}:1: not UTF-8 text"), result.stderr
+    assert "re-encode the file as UTF-8" in lines[-1] and "--debug" in lines[-1]

@@ -1,4 +1,5 @@
-"""Dataset of (audio, transcript tokens) from manifest entries, and its collate."""
+"""Datasets of (audio, transcript tokens) from manifest entries and of transcripts
+alone (manifests or text files), and their collates."""
 import logging
 
 import numpy as np
@@ -7,6 +8,7 @@ import torch
 from .audio import AudioLoadError, load_audio
 from .cleaners import clean_text
 from .data_check import load_failure
+from .manifest import ManifestError, decode_manifest_line, iter_manifest_rows, open_manifest_file
 
 _logger = logging.getLogger("nemo_asr")
 
@@ -115,5 +117,59 @@ def make_collate(pad_id=0):
             audio[i, : int(a_len)] = samples
             tokens[i, : int(t_len)] = toks
         return audio, audio_lens, tokens, token_lens
+
+    return collate
+
+
+def read_transcripts(paths):
+    """``[(where, text)]`` from each path in order: a ``.json``/``.jsonl`` file is a manifest
+    (its ``text`` key; other keys are not needed), anything else plain text with one
+    transcript per non-empty line. UTF-8 (a byte-order mark is accepted); errors name file:line."""
+    found = []
+    for path in paths:
+        if path.lower().endswith((".json", ".jsonl")):
+            for where, row in iter_manifest_rows(path):
+                if "text" not in row:
+                    raise ManifestError(f"{where}: missing key text (a transcript manifest needs it)")
+                if not isinstance(row["text"], str):
+                    raise ManifestError(f"{where}: text must be a string, got {type(row['text']).__name__}")
+                found.append((where, row["text"]))
+            continue
+        with open_manifest_file(path, "Transcript file") as handle:
+            for number, raw in enumerate(handle, 1):
+                where = f"{path}:{number}"
+                line = decode_manifest_line(raw, where, path, first=number == 1).strip()
+                if line:
+                    found.append((where, line))
+    return found
+
+
+class TranscriptDataset(torch.utils.data.Dataset):
+    """(tokens, length) per transcript; ``sources`` says where each came from (file:line)."""
+
+    def __init__(self, transcripts, tokenizer, bos_id=None, eos_id=None):
+        self.sources = [where for where, _ in transcripts]
+        self.texts = [text for _, text in transcripts]
+        extra_front = [] if bos_id is None else [bos_id]
+        extra_back = [] if eos_id is None else [eos_id]
+        self.tokens = [extra_front + tokenizer(text) + extra_back for text in self.texts]
+
+    def __len__(self):
+        return len(self.tokens)
+
+    def __getitem__(self, index):
+        tokens = torch.tensor(self.tokens[index], dtype=torch.long)
+        return tokens, torch.tensor(len(tokens))
+
+
+def make_text_collate(pad_id=0):
+    """Pad token sequences with ``pad_id`` to the batch's longest: ``(texts (B, T), lengths (B,))``."""
+
+    def collate(batch):
+        lengths = torch.stack([length for _, length in batch])
+        texts = torch.full((len(batch), max(int(lengths.max()), 1)), pad_id, dtype=torch.long)
+        for i, (tokens, length) in enumerate(batch):
+            texts[i, : int(length)] = tokens
+        return texts, lengths
 
     return collate

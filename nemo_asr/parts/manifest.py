@@ -1,13 +1,19 @@
 """JSON-lines manifests: ``{"audio_filepath", "duration", "text"[, "offset"]}``.
 
-Errors name the manifest and line. Relative audio paths resolve against the
-manifest's folder. Filtering by duration is counted and reported once.
+Errors name the manifest and line. Files are UTF-8 (a leading byte-order
+mark is accepted); another encoding is an error naming the line and saying
+to re-encode. ``manifest_filepath`` is a path, several joined by commas
+(NeMo 0.x), or a list; an existing file whose name holds a comma is one
+manifest. Missing, folder and unreadable (permission) paths are each said
+as such. Relative audio paths resolve against the manifest's folder.
+Filtering by duration is counted and reported once.
 """
 import collections
 import json
 import logging
 import math
 import os
+import stat
 
 _logger = logging.getLogger("nemo_asr")
 
@@ -20,15 +26,59 @@ class ManifestError(ValueError):
     user_error = True  # one line on the command line (nemo_core.utils.cli)
 
 
+_UTF8_BOM = b"\xef\xbb\xbf"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+def open_manifest_file(path, what="Manifest"):
+    """``path`` opened for reading bytes; missing, a folder or unreadable is a ``ManifestError`` saying which."""
+    try:
+        info = os.stat(path)
+    except PermissionError as err:
+        raise ManifestError(f"{what} {path}: permission denied ({err.strerror}) while looking it up; a folder "
+                            "on its path cannot be searched: give read and search (x) access to it") from err
+    except (FileNotFoundError, NotADirectoryError) as err:
+        raise ManifestError(f"{what} {path} does not exist") from err
+    except OSError as err:
+        raise ManifestError(f"{what} {path} cannot be read: {err.strerror or err}") from err
+    if stat.S_ISDIR(info.st_mode):
+        raise ManifestError(f"{what} {path} is a folder, not a manifest file; give the file inside it")
+    try:
+        return open(path, "rb")
+    except PermissionError as err:
+        raise ManifestError(f"{what} {path}: permission denied; make it readable (chmod a+r {path}) or "
+                            "run as a user who may read it") from err
+    except OSError as err:
+        raise ManifestError(f"{what} {path} cannot be read: {err.strerror or err}") from err
+
+
+def decode_manifest_line(raw, where, path, first):
+    """One manifest line as text: UTF-8, a leading byte-order mark (utf-8-sig) dropped."""
+    if first and raw.startswith(_UTF8_BOM):
+        raw = raw[len(_UTF8_BOM):]
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        if first and raw.startswith(_UTF16_BOMS):
+            raise ManifestError(f"{where}: the file is UTF-16 text; re-encode it as UTF-8 "
+                                f"(e.g. iconv -f utf-16 -t utf-8 {path} > fixed.json)") from err
+        raise ManifestError(f"{where}: not UTF-8 text (byte 0x{raw[err.start]:02x} at byte {err.start + 1} of "
+                            f"the line); re-encode the file as UTF-8 (e.g. from Latin-1: "
+                            f"iconv -f latin1 -t utf-8 {path} > fixed.json)") from err
+
+
 def iter_manifest_rows(path):
-    """``(where, row)`` for each non-empty line of ``path``; ``where`` is ``file:line``."""
-    if not os.path.isfile(path):
-        raise ManifestError(f"Manifest {path} does not exist")
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
+    """``(where, row)`` for each non-empty line of ``path``; ``where`` is ``file:line``.
+
+    The file is UTF-8 (a leading byte-order mark is accepted); anything else
+    is a ``ManifestError`` naming the line and saying to re-encode it.
+    """
+    with open_manifest_file(path) as handle:
+        for number, raw in enumerate(handle, 1):
+            where = f"{path}:{number}"
+            line = decode_manifest_line(raw, where, path, first=number == 1)
             if not line.strip():
                 continue
-            where = f"{path}:{number}"
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
@@ -61,11 +111,38 @@ def check_row(item, where, folder, require_text=True):
     return ManifestEntry(audio, float(duration), text, float(offset), where)
 
 
-def manifest_paths(manifest_filepath):
-    """The manifest paths in a comma-separated ``manifest_filepath``."""
-    paths = [p.strip() for p in str(manifest_filepath).split(",") if p.strip()]
-    if not paths:
-        raise ManifestError("No manifest given")
+def manifest_paths(manifest_filepath, what="Manifest"):
+    """The manifest paths named by ``manifest_filepath``.
+
+    A list or tuple is taken as the paths themselves. A string (or path) that
+    names an existing file is that one file, even with commas in its name;
+    otherwise it is split at commas (NeMo 0.x's several manifests). Each piece
+    must exist: a missing one, or a folder, is a ``ManifestError`` naming it.
+    ``what`` names the kind of file in messages.
+    """
+    split_from = None
+    if isinstance(manifest_filepath, (list, tuple)):
+        paths = [os.fspath(p) if isinstance(p, (str, os.PathLike)) else None for p in manifest_filepath]
+    elif manifest_filepath is None:
+        paths = []
+    else:
+        text = os.fspath(manifest_filepath) if isinstance(manifest_filepath, os.PathLike) else str(manifest_filepath)
+        if os.path.isfile(text):
+            paths = [text]
+        else:
+            paths = [p.strip() for p in text.split(",") if p.strip()]
+            split_from = text if len(paths) > 1 else None
+    if not paths or not all(isinstance(p, str) and p for p in paths):
+        raise ManifestError(f"No {what.lower()} given (got {manifest_filepath!r}); pass a file path, several "
+                            "separated by commas, or a list of paths")
+    for path in paths:
+        try:
+            open_manifest_file(path, what).close()
+        except ManifestError as err:
+            if split_from is None:
+                raise
+            raise ManifestError(f"{err} (one of the comma-separated {what.lower()}s in {split_from!r}; a "
+                                "file whose name holds a comma is used whole only when it exists)") from err.__cause__
     return paths
 
 

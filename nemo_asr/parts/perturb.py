@@ -2,9 +2,12 @@
 
 Config: a list (or ``{"perturbations": [...]}``) of entries such as
 ``{"type": "speed", "prob": 0.5, "min_speed_rate": 0.9, "max_speed_rate": 1.1}``.
-Types: ``speed`` (changes the length by 1/rate), ``gain``, ``white_noise``
-(SNR range), ``shift`` (length kept, zero fill), ``noise`` (clips from a
-manifest mixed at an SNR range). All but ``speed`` keep the length.
+Types: ``speed`` (resampling: length and pitch change by 1/rate),
+``time_stretch`` (phase vocoder: length changes by 1/rate, pitch kept),
+``gain``, ``white_noise`` (SNR range), ``shift`` (length kept, zero fill),
+``noise`` (clips from a manifest mixed at an SNR range), ``impulse``
+(convolution with a room impulse response from a manifest of IR files).
+All but ``speed`` and ``time_stretch`` keep the length.
 """
 import os
 import random
@@ -18,22 +21,103 @@ def _rms(samples):
     return float(np.sqrt(np.mean(samples.astype(np.float64) ** 2)) + 1e-12)
 
 
+def _draw_rate(rng, rates, discrete):
+    return rng.choice(rates) if discrete else rng.uniform(*rates)
+
+
+def _rate_choices(min_speed_rate, max_speed_rate, num_rates):
+    """``(rates, discrete)``: ``num_rates > 0`` rates evenly spaced in [min, max], else the range itself."""
+    if not 0 < min_speed_rate <= max_speed_rate:
+        raise ValueError(f"speed rates must satisfy 0 < min <= max, got {min_speed_rate}, {max_speed_rate}")
+    if num_rates and num_rates > 0:
+        return np.linspace(min_speed_rate, max_speed_rate, int(num_rates)).tolist(), True
+    return (min_speed_rate, max_speed_rate), False
+
+
+def time_stretch(signal, rate, n_fft=512, hop_length=None):
+    """Phase-vocoder time stretch of ``signal`` (torch, (T,) or (B, T)): ``rate`` > 1 is faster (shorter).
+
+    The output has ``round(T / rate)`` samples and the same pitch. Each output
+    STFT frame sits at input position ``j * rate``: its magnitude is
+    interpolated between the two nearest input frames, and its phase
+    accumulates each bin's measured instantaneous frequency (the expected
+    advance ``2 pi k hop / n_fft`` plus the wrapped deviation), which keeps
+    sinusoids continuous across frames. Transients are smeared, as with any
+    plain phase vocoder.
+    """
+    import torch
+
+    if rate <= 0:
+        raise ValueError(f"time_stretch rate must be positive, got {rate}")
+    squeeze = signal.dim() == 1
+    x = signal[None] if squeeze else signal
+    length = x.shape[-1]
+    out_length = max(int(round(length / rate)), 1)
+    hop = hop_length or n_fft // 4
+    if length < 2 or abs(rate - 1.0) < 1e-9:
+        y = x if length < 2 else x.clone()
+        return y[0] if squeeze else y
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float()
+        window = torch.hann_window(n_fft, periodic=True, device=x.device)
+        # zero padding: a reflected edge frame holds phases no single sinusoid has, and a rate < 1 reuses
+        # that frame's phase step, which would leave each bin with a different constant phase error
+        spec = torch.stft(x, n_fft, hop, window=window, center=True, pad_mode="constant", return_complex=True)
+        frames = spec.shape[-1]
+        magnitude, phase = spec.abs(), spec.angle()
+        expected = 2 * np.pi * hop * torch.arange(spec.shape[-2], device=x.device, dtype=torch.float32) / n_fft
+        # measured advance between consecutive input frames, minus the expected one, wrapped to [-pi, pi)
+        deviation = phase[..., 1:] - phase[..., :-1] - expected[:, None]
+        deviation = torch.remainder(deviation + np.pi, 2 * np.pi) - np.pi
+        last = expected[:, None].expand(*deviation.shape[:-1], 1)  # the last frame advances as expected
+        advance = torch.cat([expected[:, None] + deviation, last], dim=-1)
+        positions = torch.arange(0, frames, rate, device=x.device, dtype=torch.float64).float()
+        left = positions.floor().long().clamp(max=frames - 1)
+        right = (left + 1).clamp(max=frames - 1)
+        weight = (positions - left.float())
+        mags = magnitude[..., left] * (1 - weight) + magnitude[..., right] * weight
+        steps = advance[..., left]
+        phases = phase[..., :1] + torch.cumsum(steps, dim=-1) - steps  # frame 0 keeps the input's phase
+        stretched = torch.polar(mags, phases)
+        y = torch.istft(stretched, n_fft, hop, window=window, center=True, length=out_length)
+    y = y.to(signal.dtype)
+    return y[0] if squeeze else y
+
+
 class SpeedPerturbation:
     """Resample so the audio plays ``rate`` times faster (rate > 1: shorter)."""
 
     def __init__(self, sample_rate, min_speed_rate=0.9, max_speed_rate=1.1, num_rates=0):
-        if not 0 < min_speed_rate <= max_speed_rate:
-            raise ValueError(f"speed rates must satisfy 0 < min <= max, got {min_speed_rate}, {max_speed_rate}")
         self.sample_rate = sample_rate
-        self.rates = (np.linspace(min_speed_rate, max_speed_rate, num_rates).tolist() if num_rates
-                      else (min_speed_rate, max_speed_rate))
-        self.discrete = bool(num_rates)
+        self.rates, self.discrete = _rate_choices(min_speed_rate, max_speed_rate, num_rates)
 
     def __call__(self, samples, rng):
-        rate = rng.choice(self.rates) if self.discrete else rng.uniform(*self.rates)
+        rate = _draw_rate(rng, self.rates, self.discrete)
         if abs(rate - 1.0) < 1e-6:
             return samples
         return resample(samples, self.sample_rate, int(round(self.sample_rate / rate)))
+
+
+class TimeStretchPerturbation:
+    """Play ``rate`` times faster at the same pitch (phase vocoder, see ``time_stretch``).
+
+    Like ``speed``, the utterance gets 1/rate times as long (the data
+    layer's length output follows); unlike it, the pitch does not move.
+    ``num_rates > 0`` draws from that many evenly spaced rates, else from
+    the whole range.
+    """
+
+    def __init__(self, sample_rate, min_speed_rate=0.9, max_speed_rate=1.1, num_rates=0, n_fft=512):
+        self.rates, self.discrete = _rate_choices(min_speed_rate, max_speed_rate, num_rates)
+        self.n_fft = int(n_fft)
+
+    def __call__(self, samples, rng):
+        import torch
+
+        rate = _draw_rate(rng, self.rates, self.discrete)
+        if abs(rate - 1.0) < 1e-6:
+            return samples
+        return time_stretch(torch.from_numpy(np.ascontiguousarray(samples)), rate, self.n_fft).numpy()
 
 
 class GainPerturbation:
@@ -93,9 +177,55 @@ class NoisePerturbation:
         return (samples + scale * noise).astype(np.float32)
 
 
+def convolve_same_start(samples, impulse):
+    """``samples * impulse`` (full linear convolution, by FFT) cut to ``len(samples)``."""
+    size = len(samples) + len(impulse) - 1
+    n_fft = 1 << (size - 1).bit_length()
+    spectrum = np.fft.rfft(samples.astype(np.float64), n_fft) * np.fft.rfft(impulse.astype(np.float64), n_fft)
+    return np.fft.irfft(spectrum, n_fft)[: len(samples)]
+
+
+class ImpulsePerturbation:
+    """Convolve with a room impulse response drawn from a manifest of IR files (reverberation).
+
+    ``manifest_path``: JSON lines with ``audio_filepath`` (and ``duration``),
+    like a noise manifest. The IR is resampled to ``sample_rate``; with
+    ``shift_impulse`` the samples before its peak (the direct sound's delay)
+    are dropped so the speech does not move against its transcript. The
+    result keeps the input's length and RMS level (loudness changes are the
+    ``gain`` perturbation's job). Loaded IRs are cached per process.
+    """
+
+    def __init__(self, sample_rate, manifest_path, shift_impulse=True):
+        from .data_prep import read_manifest_rows
+
+        self.sample_rate, self.shift_impulse = sample_rate, bool(shift_impulse)
+        self.files = [row["audio_filepath"] for row in read_manifest_rows(manifest_path)]
+        if not self.files:
+            raise ValueError(f"Impulse response manifest {manifest_path} lists no files")
+        self._cache = {}
+
+    def impulse(self, path):
+        """The IR at ``path``: resampled, its pre-delay dropped (``shift_impulse``), unit energy."""
+        if path not in self._cache:
+            ir = load_audio(path, self.sample_rate).astype(np.float64)
+            if self.shift_impulse:
+                ir = ir[int(np.argmax(np.abs(ir))):]
+            energy = float(np.sqrt(np.sum(ir ** 2)))
+            if energy == 0.0:
+                raise ValueError(f"Impulse response {path} is silent (all samples zero)")
+            self._cache[path] = ir / energy
+        return self._cache[path]
+
+    def __call__(self, samples, rng):
+        wet = convolve_same_start(samples, self.impulse(rng.choice(self.files)))
+        return (wet * (_rms(samples) / _rms(wet))).astype(np.float32)
+
+
 PERTURBATIONS = {
-    "speed": SpeedPerturbation, "gain": GainPerturbation, "white_noise": WhiteNoisePerturbation,
-    "shift": ShiftPerturbation, "noise": NoisePerturbation,
+    "speed": SpeedPerturbation, "time_stretch": TimeStretchPerturbation, "gain": GainPerturbation,
+    "white_noise": WhiteNoisePerturbation, "shift": ShiftPerturbation, "noise": NoisePerturbation,
+    "impulse": ImpulsePerturbation,
 }
 
 

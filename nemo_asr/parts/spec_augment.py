@@ -54,3 +54,29 @@ class SpecAugment(torch.nn.Module):
             in_t = (t_pos >= t_starts[..., None, None]) & (t_pos < (t_starts + t_widths)[..., None, None])
             mask |= (in_f & in_t).any(dim=1)
         return x.masked_fill(mask, self.mask_value)
+
+
+def crop_or_pad_offsets(lengths, frames, generator=None):
+    """(B,) start frame of each window of ``frames`` frames: random inside the valid frames of
+    utterances at least that long (centred when ``generator`` is None), negative (centring
+    with zeros either side) for shorter ones."""
+    lengths = lengths.long().cpu()
+    spare = lengths - frames
+    if generator is None:
+        starts = spare.clamp(min=0) // 2
+    else:
+        starts = (torch.rand(lengths.shape, generator=generator) * (spare.clamp(min=0) + 1)).long()
+        starts = torch.minimum(starts, spare.clamp(min=0))
+    return torch.where(spare >= 0, starts, -((-spare) // 2))  # padding: the odd frame goes to the right
+
+
+def crop_or_pad(x, lengths, frames, starts):
+    """``x`` (B, D, T) cut to ``frames`` frames per utterance from ``starts`` (see
+    ``crop_or_pad_offsets``); only each utterance's valid frames (``lengths``) are kept, every
+    other output frame is zero. Returns (B, D, frames)."""
+    batch, features, time = x.shape
+    starts, lengths = starts.to(x.device), lengths.to(x.device).long()
+    index = starts[:, None] + torch.arange(frames, device=x.device)[None, :]  # (B, frames)
+    valid = (index >= 0) & (index < lengths[:, None]) & (index < time)
+    gathered = torch.gather(x, 2, index.clamp(0, max(time - 1, 0))[:, None, :].expand(batch, features, frames))
+    return gathered.masked_fill(~valid[:, None, :], 0.0)
