@@ -12,9 +12,11 @@ EXTRAS = {
     # ONNX export, ONNX Runtime serving and int8 quantisation
     "deploy": ["onnx>=1.15", "onnxruntime>=1.17"],
     # nemo-serve: ASGI app (Starlette), server (uvicorn, with the websockets protocol), Prometheus metrics
+    # the API reference (docs/): built with warnings as errors by tests/test_docs.py
+    "docs": ["sphinx>=7"],
     "serve": ["starlette>=0.37", "uvicorn>=0.29", "websockets>=12", "prometheus_client>=0.20"],
 }
-EXTRAS["test"] = ["pytest>=7"] + EXTRAS["asr"] + EXTRAS["lm"] + EXTRAS["deploy"] + EXTRAS["serve"]
+EXTRAS["test"] = ["pytest>=7"] + EXTRAS["asr"] + EXTRAS["lm"] + EXTRAS["deploy"] + EXTRAS["serve"] + EXTRAS["docs"]
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
 setup(

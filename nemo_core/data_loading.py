@@ -1,6 +1,7 @@
 """DataLoaders for data layers: deterministic per-epoch order, sharding, resume.
 
 One sampler serves every case so a run is reproducible and resumable:
+
 - order depends only on ``(seed, epoch)``, never on the global RNG;
 - with a process group it shards like ``DistributedSampler`` (training pads
   so every rank has the same number of batches; evaluation does not pad, so

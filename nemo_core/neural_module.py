@@ -129,12 +129,12 @@ class NeuralModule:
     # ----------------------------------------------------------------- ports
     @property
     def input_ports(self):
-        """Ordered dict: input port name -> NeuralType."""
+        """The input ports, an ordered dict of port name -> NeuralType."""
         return collections.OrderedDict()
 
     @property
     def output_ports(self):
-        """Ordered dict: output port name -> NeuralType."""
+        """The output ports, an ordered dict of port name -> NeuralType."""
         return collections.OrderedDict()
 
     def output_ports_for(self, inputs):
@@ -507,7 +507,7 @@ class DataLayerNM(NeuralModule):
 
     @property
     def collate_fn(self):
-        """Batching function for the DataLoader (None: torch's default)."""
+        """Batching function for the DataLoader, or None for torch's default."""
         return None
 
     def __len__(self):

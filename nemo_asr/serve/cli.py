@@ -1,4 +1,4 @@
-"""``nemo-serve``: run the speech service.
+"""``nemo-serve``: run the speech service::
 
     nemo-serve --model_config quartznet15x5.yaml --load_dir checkpoints/ [--port 8000]
     nemo-serve --model_config quartznet15x5.yaml --model_path model.onnx --backend onnxruntime

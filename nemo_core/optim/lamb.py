@@ -1,7 +1,7 @@
 """LAMB (You et al., 2019, "Large Batch Optimization for Deep Learning:
 Training BERT in 76 minutes"): Adam's moments with a layer-wise trust ratio.
 
-Per parameter tensor (a "layer") ``w`` at step ``t`` with gradient ``g``:
+Per parameter tensor (a "layer") ``w`` at step ``t`` with gradient ``g``::
 
     m_t = beta1 * m_{t-1} + (1 - beta1) * g
     v_t = beta2 * v_{t-1} + (1 - beta2) * g^2

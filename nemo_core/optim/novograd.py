@@ -1,7 +1,7 @@
 """Novograd (Ginsburg et al., 2019, "Stochastic Gradient Methods with
 Layer-wise Adaptive Moments for Training of Deep Networks").
 
-Per parameter tensor (a "layer") ``l`` at step ``t`` with gradient ``g``:
+Per parameter tensor (a "layer") ``l`` at step ``t`` with gradient ``g``::
 
     v_t = ||g||^2                                 (t = 1)
     v_t = beta2 * v_{t-1} + (1 - beta2) * ||g||^2 (t > 1)
