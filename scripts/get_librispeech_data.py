@@ -14,9 +14,12 @@ import sys
 import tarfile
 import urllib.request
 
+from tqdm import tqdm
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from nemo_asr.parts.data_prep import convert_to_wav, parallel_map, write_manifest  # noqa: E402
+from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
 
 logger = logging.getLogger("get_librispeech_data")
 URL = "https://www.openslr.org/resources/12/{name}.tar.gz"
@@ -39,23 +42,46 @@ def find_source(subset, data_root, archive_dir):
         if os.path.isfile(archive):
             return extract(archive, data_root, name)
     archive = os.path.join(data_root, f"{name}.tar.gz")
-    logger.info("Downloading %s", URL.format(name=name))
-    try:
-        urllib.request.urlretrieve(URL.format(name=name), archive + ".part")
-    except OSError as err:
-        raise SystemExit(f"{subset}: no archive or tree under --archive_dir/--data_root and the download "
-                         f"failed ({err}); fetch {URL.format(name=name)} yourself and pass --archive_dir") from err
-    os.replace(archive + ".part", archive)
+    download(URL.format(name=name), archive, subset)
     return extract(archive, data_root, name)
 
 
+def show_progress():
+    return sys.stderr.isatty()
+
+
+def download(url, archive, subset):
+    """``url`` to ``archive`` (through ``archive.part``), with a progress bar in bytes."""
+    logger.info("Downloading %s", url)
+    with tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=f"download {os.path.basename(archive)}",
+              disable=not show_progress()) as bar:
+        def report(blocks, block_size, total):
+            if total > 0:
+                bar.total = total
+            bar.update(blocks * block_size - bar.n)
+
+        try:
+            urllib.request.urlretrieve(url, archive + ".part", reporthook=report)
+        except OSError as err:
+            raise UserError(f"{subset}: no archive or tree under --archive_dir/--data_root and the download "
+                            f"failed ({err}); fetch {url} yourself and pass --archive_dir") from err
+    os.replace(archive + ".part", archive)
+
+
 def extract(archive, data_root, name):
+    """Unpack ``archive`` under ``data_root`` in one streaming pass, with a progress bar over its bytes."""
     logger.info("Extracting %s", archive)
-    with tarfile.open(archive) as tar:
-        tar.extractall(data_root, filter="data")
+    try:
+        with open(archive, "rb") as raw, \
+                tqdm.wrapattr(raw, "read", total=os.path.getsize(archive), desc=f"extract {os.path.basename(archive)}",
+                              disable=not show_progress()) as counted, \
+                tarfile.open(fileobj=counted, mode="r|*") as tar:
+            tar.extractall(data_root, filter="data")
+    except (tarfile.TarError, EOFError) as err:
+        raise UserError(f"{archive}: not a readable .tar.gz archive ({err}); delete it and download it again") from err
     tree = os.path.join(data_root, "LibriSpeech", name)
     if not os.path.isdir(tree):
-        raise SystemExit(f"{archive} did not contain LibriSpeech/{name}")
+        raise UserError(f"{archive} did not contain LibriSpeech/{name}; is it the LibriSpeech {name} archive?")
     return tree
 
 
@@ -68,7 +94,7 @@ def transcripts(tree):
                 if line.strip():
                     utt, _, text = line.strip().partition(" ")
                     if not text:
-                        raise SystemExit(f"{path}:{number}: line has no transcript")
+                        raise UserError(f"{path}:{number}: line has no transcript; fix or re-extract the archive")
                     texts[utt] = text.lower()
     return texts
 
@@ -78,13 +104,13 @@ def prepare(subset, data_root, archive_dir, workers, sample_rate=16000):
     texts = transcripts(tree)
     flacs = sorted(glob.glob(os.path.join(tree, "*", "*", "*.flac")))
     if not flacs:
-        raise SystemExit(f"No .flac files under {tree}")
+        raise UserError(f"No .flac files under {tree}; is it a LibriSpeech tree (<speaker>/<chapter>/*.flac)?")
     wav_dir = os.path.join(data_root, "wav", subset)
     jobs, rows = [], []
     for flac in flacs:
         utt = os.path.splitext(os.path.basename(flac))[0]
         if utt not in texts:
-            raise SystemExit(f"{flac}: no transcript line for {utt}")
+            raise UserError(f"{flac}: no transcript line for {utt} in the *.trans.txt files beside it")
         jobs.append((flac, os.path.join(wav_dir, utt + ".wav"), sample_rate))
     durations = parallel_map(convert_to_wav, jobs, workers, desc=f"{subset} flac->wav")
     for (flac, wav, _), duration in zip(jobs, durations):
@@ -102,14 +128,19 @@ def main(argv=None):
                         help=f"comma-separated: {', '.join(SUBSETS)} or ALL")
     parser.add_argument("--archive_dir", default=None, help="existing *.tar.gz archives or extracted trees")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     subsets = SUBSETS if args.data_sets == "ALL" else [s.strip().replace("-", "_") for s in args.data_sets.split(",")]
     unknown = [s for s in subsets if s not in SUBSETS]
     if unknown:
         parser.error(f"unknown data set(s) {', '.join(unknown)}; valid: {', '.join(SUBSETS)}, ALL")
-    os.makedirs(args.data_root, exist_ok=True)
-    return [prepare(s, args.data_root, args.archive_dir, args.workers) for s in subsets]
+    with one_line_errors(os.path.basename(__file__), args.debug):
+        if args.archive_dir and not os.path.isdir(args.archive_dir):
+            raise UserError(f"--archive_dir {args.archive_dir} is not a folder; give the folder holding the "
+                            f"*.tar.gz archives or extracted LibriSpeech trees")
+        os.makedirs(args.data_root, exist_ok=True)
+        return [prepare(s, args.data_root, args.archive_dir, args.workers) for s in subsets]
 
 
 if __name__ == "__main__":

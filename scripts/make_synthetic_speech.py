@@ -30,6 +30,8 @@ import soundfile as sf
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
+
 logger = logging.getLogger("make_synthetic_speech")
 SAMPLE_RATE = 16000
 VERSION = 3  # bump when generation changes, so caches are rebuilt
@@ -135,7 +137,8 @@ def synthesize(job):
                    "--setf", f"int_f0_target_mean={int(60 + pitch * 1.2)}", "-t", text, "-o", raw]
         result = subprocess.run(cmd, capture_output=True, text=True)
         if result.returncode != 0 or not os.path.exists(raw):
-            raise RuntimeError(f"{' '.join(cmd)} failed: {result.stderr.strip()}")
+            raise UserError(f"{' '.join(cmd)} failed: {result.stderr.strip() or f'exit status {result.returncode}'}; "
+                            f"check the {engine} installation (scripts/install_system_deps.sh) or pass --engines")
         samples, sr = sf.read(raw, dtype="float32", always_2d=True)
     samples = resample(samples.mean(axis=1), sr, SAMPLE_RATE)
     peak = float(np.abs(samples).max()) or 1.0
@@ -158,7 +161,9 @@ def plan(args, engines):
     for split in ("test", "dev", "train"):  # held-out sentences first, then train avoids them
         voices = voices_for(split, engines)
         if not voices:
-            raise SystemExit(f"No voices for {split} with engines {engines}")
+            raise UserError(f"No voices for the {split} split with engines {', '.join(engines)}; the held-out "
+                            f"voices of dev and test are espeak-ng voices: install espeak-ng or include it in "
+                            f"--engines")
         count = 0
         while count < sizes[split]:
             sentence = make_sentence(rng)
@@ -192,8 +197,8 @@ def config_hash(args, engines):
 def build(args):
     engines = [e for e in available_engines() if e in args.engines]
     if not engines:
-        raise SystemExit("Neither espeak-ng nor flite is installed; run scripts/install_system_deps.sh "
-                         "(apt-get install espeak-ng flite)")
+        raise UserError(f"None of the engines {', '.join(args.engines)} is installed; run "
+                        f"scripts/install_system_deps.sh (apt-get install espeak-ng flite)")
     digest = config_hash(args, engines)
     stamp = os.path.join(args.output_dir, "corpus.json")
     manifests = {s: os.path.join(args.output_dir, f"{s}_manifest.json") for s in ("train", "dev", "test")}
@@ -233,21 +238,37 @@ def build(args):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output_dir", required=True)
-    parser.add_argument("--train", type=int, default=2000, help="training utterances")
-    parser.add_argument("--dev", type=int, default=200)
-    parser.add_argument("--test", type=int, default=200)
+    parser.add_argument("--train", type=count, default=2000, help="training utterances")
+    parser.add_argument("--dev", type=count, default=200)
+    parser.add_argument("--test", type=count, default=200)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise_prob", type=float, default=0.3, help="share of utterances with white noise")
     parser.add_argument("--snr_db", type=float, nargs=2, default=(15.0, 40.0))
     parser.add_argument("--flite_share", type=float, default=0.1, help="share of training utterances from flite")
     parser.add_argument("--engines", nargs="+", default=["espeak", "flite"], choices=["espeak", "flite"])
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
-def main(argv=None):
+def count(text):
+    """argparse type: a number of utterances (0 or more)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def run(args):
+    """Build (or find cached) the corpus of parsed ``args``, logging to stderr; returns the manifests."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    return build(parse_args(argv))
+    return build(args)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    with one_line_errors("make_synthetic_speech.py", args.debug):
+        return run(args)
 
 
 if __name__ == "__main__":

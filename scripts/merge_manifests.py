@@ -8,6 +8,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from nemo_asr.parts.data_prep import read_manifest_rows, write_manifest  # noqa: E402
+from nemo_core.utils.cli import add_debug_flag, one_line_errors  # noqa: E402
 
 
 def main(argv=None):
@@ -16,7 +17,13 @@ def main(argv=None):
     parser.add_argument("--output", required=True)
     parser.add_argument("--min_duration", type=float, default=None)
     parser.add_argument("--max_duration", type=float, default=None)
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    with one_line_errors(os.path.basename(__file__), args.debug):
+        return merge(args)
+
+
+def merge(args):
     rows, dropped = [], 0
     for path in args.manifests:
         for row in read_manifest_rows(path):

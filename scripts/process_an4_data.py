@@ -16,6 +16,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from nemo_asr.parts.data_prep import convert_to_wav, parallel_map, write_manifest  # noqa: E402
+from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
 
 logger = logging.getLogger("process_an4_data")
 _TRANSCRIPT = re.compile(r"^(?:<s>)?\s*(?P<text>.*?)\s*(?:</s>)?\s*\((?P<id>[^)]+)\)\s*$")
@@ -27,7 +28,8 @@ def read_split(root, split):
     transcription_path = os.path.join(etc, f"an4_{split}.transcription")
     for path in (fileids_path, transcription_path):
         if not os.path.isfile(path):
-            raise SystemExit(f"AN4 file {path} is missing; is --data_root the folder holding an4/?")
+            raise UserError(f"AN4 file {path} is missing; is --data_root the folder holding an4/ "
+                            f"(an4_sphere.tar.gz extracted)?")
     with open(fileids_path) as handle:
         fileids = [line.strip() for line in handle if line.strip()]
     texts = []
@@ -37,14 +39,17 @@ def read_split(root, split):
                 continue
             match = _TRANSCRIPT.match(line.strip())
             if not match:
-                raise SystemExit(f"{transcription_path}:{number}: cannot parse {line.strip()!r}")
+                raise UserError(f"{transcription_path}:{number}: cannot parse {line.strip()!r}; expected "
+                                f"'<s> text </s> (file_id)'")
             texts.append((match.group("id"), match.group("text").lower()))
     if len(texts) != len(fileids):
-        raise SystemExit(f"{split}: {len(fileids)} file ids but {len(texts)} transcriptions")
+        raise UserError(f"{fileids_path} lists {len(fileids)} file ids but {transcription_path} has "
+                        f"{len(texts)} transcriptions; they must match line for line")
     pairs = []
     for fileid, (utt, text) in zip(fileids, texts):
         if os.path.basename(fileid) != utt:
-            raise SystemExit(f"{split}: file id {fileid} does not match transcription id {utt}")
+            raise UserError(f"{fileids_path}: file id {fileid} does not match transcription id {utt} of "
+                            f"{transcription_path}; they must match line for line")
         pairs.append((os.path.join(root, "an4", "wav", fileid + ".sph"), text))
     return pairs
 
@@ -54,8 +59,14 @@ def main(argv=None):
     parser.add_argument("--data_root", required=True)
     parser.add_argument("--output_dir", default=None, help="default: <data_root>/an4_converted")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    with one_line_errors(os.path.basename(__file__), args.debug):
+        return convert(args)
+
+
+def convert(args):
     out = args.output_dir or os.path.join(args.data_root, "an4_converted")
     manifests = []
     for split in ("train", "test"):

@@ -10,6 +10,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from nemo_asr.parts.data_prep import parallel_map, read_manifest_rows, write_manifest  # noqa: E402
+from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
 
 
 def perturb(job):
@@ -32,12 +33,26 @@ def main(argv=None):
     parser.add_argument("--sample_rate", type=int, default=16000)
     parser.add_argument("--no_original", action="store_true")
     parser.add_argument("--workers", type=int, default=os.cpu_count())
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
+    bad = [rate for rate in args.rates if rate <= 0]
+    if bad:  # before any work
+        parser.error(f"--rates must be positive, got {' '.join(f'{rate:g}' for rate in bad)}")
+    with one_line_errors(os.path.basename(__file__), args.debug):
+        return perturb_manifest(args)
+
+
+def perturb_manifest(args):
     rows = read_manifest_rows(args.input_manifest)
+    missing = [(number, row["audio_filepath"]) for number, row in enumerate(rows, 1)
+               if not os.path.isfile(row["audio_filepath"])]
+    if missing:  # before any work
+        number, path = missing[0]
+        raise UserError(f"{args.input_manifest}: the audio file {path} of utterance {number} does not exist"
+                        f"{f' (nor those of {len(missing) - 1} more)' if len(missing) > 1 else ''}; fix the "
+                        f"manifest (relative paths resolve against its folder)")
     out_rows = [] if args.no_original else list(rows)
     for rate in args.rates:
-        if rate <= 0:
-            parser.error(f"speed rates must be positive, got {rate}")
         jobs = [(r["audio_filepath"], os.path.join(args.output_dir, f"speed_{rate:g}",
                                                     os.path.splitext(os.path.basename(r["audio_filepath"]))[0] + ".wav"),
                  rate, args.sample_rate) for r in rows]

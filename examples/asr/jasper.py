@@ -7,13 +7,17 @@
 Also under ``python -m torch.distributed.launch --nproc_per_node=N`` and
 ``torchrun --nproc_per_node=N``. The experiment folder
 ``<work_dir>/<exp_name>/`` receives logs, TensorBoard events, checkpoints,
-the resolved config and ``results.json``.
+the resolved config and ``results.json``. A run that fails before its first
+training step removes the folders it created (never one that existed).
 """
 import argparse
 import copy
 import functools
+import glob
 import json
+import logging
 import os
+import shutil
 import sys
 
 from ruamel.yaml import YAML
@@ -21,16 +25,22 @@ from ruamel.yaml import YAML
 import nemo_core
 import nemo_asr
 from nemo_asr.helpers import monitor_asr_train_progress, process_evaluation_batch, process_evaluation_epoch
-from nemo_asr.model_config import load_model_config, modules_from_config
-from nemo_core.utils.cli import one_line_errors
+from nemo_asr.model_config import data_layer_arguments, load_model_config, modules_from_config
+from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors
+
+# optimiser names as NeMo 0.x spelled them (adam_w, lamb) and as torch does (adamw)
+OPTIMIZER_NAMES = list(getattr(nemo_core.optim, "OPTIMIZER_NAMES", sorted(nemo_core.optim.OPTIMIZERS)))
+BETAS_OPTIMIZERS = ("novograd", "adam", "adamw", "adam_w", "lamb")
 
 
 def build_parser(description=__doc__, default_config=None):
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
     add("--model_config", default=default_config, help="YAML under examples/asr/configs/")
-    add("--train_dataset", help="training manifest(s), comma-separated")
-    add("--eval_datasets", nargs="*", default=[], help="one eval DAG (and WER) per manifest")
+    add("--train_dataset", "--train_manifest", dest="train_dataset", help="training manifest(s), comma-separated")
+    add("--eval_datasets", nargs="*", default=[],
+        help="one eval DAG (and WER) per manifest, tagged by file name (two files of the same name: by their "
+             "folders too, e.g. clean/dev and other/dev; a manifest given twice: dev, dev_2)")
     add("--final_eval_datasets", nargs="*", default=[], help="evaluated once, after training")
     add("--batch_size", type=int, default=32, help="per process")
     add("--eval_batch_size", type=int, default=None)
@@ -39,8 +49,9 @@ def build_parser(description=__doc__, default_config=None):
     add("--lr", type=float, default=0.01)
     add("--warmup_steps", type=int, default=0)
     add("--weight_decay", type=float, default=0.001)
-    add("--optimizer", default="novograd", help="novograd, sgd, adam, adamw")
-    add("--beta1", type=float, default=0.95)
+    add("--optimizer", default="novograd", choices=OPTIMIZER_NAMES, help="default: %(default)s")
+    add("--beta1", type=float, default=0.95,
+        help=f"for {', '.join(name for name in BETAS_OPTIMIZERS if name in OPTIMIZER_NAMES)}")
     add("--beta2", type=float, default=0.5)
     add("--lr_policy", default="CosineAnnealing", help="a nemo_core.optim policy name, or none")
     add("--min_lr", type=float, default=0.0)
@@ -48,12 +59,19 @@ def build_parser(description=__doc__, default_config=None):
     add("--grad_norm_clip", type=float, default=None)
     add("--amp_opt_level", default="O0", choices=[f"O{m.value}" for m in nemo_core.Optimization])
     add("--exp_name", default="asr_experiment")
-    add("--work_dir", default="work_dir")
+    add("--work_dir", default="work_dir", help="the experiment folder is <work_dir>/<exp_name>")
+    add("--checkpoint_dir", default=None,
+        help="where checkpoints are saved (default: <work_dir>/<exp_name>/checkpoints)")
     add("--checkpoint_save_freq", type=int, default=1000, help="steps between checkpoints")
+    add("--create_tb_writer", action=argparse.BooleanOptionalAction, default=True,
+        help="write TensorBoard events (default: on; --no-create_tb_writer: off)")
+    add("--tensorboard_dir", default=None, help="TensorBoard events (default: <work_dir>/<exp_name>/tensorboard)")
+    add("--cudnn_benchmark", action=argparse.BooleanOptionalAction, default=True,
+        help="let cuDNN pick the fastest convolution algorithms on a GPU (default: on)")
     add("--load_dir", default=None,
         help="resume from the newest complete checkpoint set here (must exist; a folder with weights but no "
              "trainer state initialises the weights and starts at step 0). Without it the run resumes from its "
-             "own <work_dir>/<exp_name>/checkpoints when that holds a set")
+             "own --checkpoint_dir when that holds a set")
     add("--finetune_from", default=None,
         help="folder with NGC-format *JasperEncoder-STEP-*.pt / *JasperDecoderForCTC-STEP-*.pt")
     add("--finetune_pattern", default="", help="only checkpoint files whose name contains this, e.g. 'quartznet15x5'")
@@ -80,16 +98,9 @@ def build_parser(description=__doc__, default_config=None):
              "default: %(default)s)")
     reliability.add_argument("--stop_on_nan_loss", action="store_true",
                              help="stop at the first non-finite loss (weights stay those of the last good step)")
-    add("--debug", action="store_true", help="show the full traceback of an error")
+    add_debug_flag(parser)
     nemo_core.add_distributed_args(parser)
     return parser
-
-
-def data_layer_kwargs(cfg, split):
-    section = dict(cfg.get("AudioToTextDataLayer", {}))
-    kwargs = {k: v for k, v in section.items() if k not in ("train", "eval")}
-    kwargs.update(section.get(split, {}))
-    return kwargs
 
 
 def finetune(encoder, decoder, folder, logger, pattern=""):
@@ -120,14 +131,144 @@ def main(argv=None, parser=None):
         return train(args, load_model_config(args.model_config))
 
 
-def train(args, cfg):
+def experiment_folders(args):
+    """``(exp_dir, checkpoint_dir, tensorboard_dir)`` of this run."""
     exp_dir = os.path.join(args.work_dir, args.exp_name)
-    nf = nemo_core.NeuralModuleFactory(
+    return (exp_dir, getattr(args, "checkpoint_dir", None) or os.path.join(exp_dir, "checkpoints"),
+            getattr(args, "tensorboard_dir", None) or os.path.join(exp_dir, "tensorboard"))
+
+
+def check_inputs(args):
+    """The files and folders the run reads, checked before anything is created or built."""
+    for option in ("train_dataset", "eval_datasets", "final_eval_datasets"):
+        value = getattr(args, option) or []
+        for given in [value] if isinstance(value, str) else value:
+            for path in filter(None, (p.strip() for p in given.split(","))):
+                if not os.path.isfile(path):
+                    what = "is a folder, not a manifest file" if os.path.isdir(path) else "does not exist"
+                    raise UserError(f"--{option} {path}: the manifest {what}; give a JSON-lines manifest "
+                                    f"(one {{\"audio_filepath\", \"duration\", \"text\"}} per line)")
+    for option in ("load_dir", "finetune_from"):
+        path = getattr(args, option)
+        if path and not os.path.isdir(path):
+            what = "is a file, not a folder" if os.path.exists(path) else "does not exist"
+            raise UserError(f"--{option} {path}: the checkpoint folder {what}; give the folder that holds the "
+                            f"*-STEP-*.pt files")
+    if args.perturb_config and not os.path.isfile(args.perturb_config):
+        raise UserError(f"--perturb_config {args.perturb_config} does not exist; give a YAML file of perturbations")
+
+
+def eval_tags(paths):
+    """A unique, readable tag per eval manifest, in order: the file name without its extension
+    (``dev`` for ``data/dev.json``); files of the same name are told apart by their folders
+    (``clean/dev``, ``other/dev``); a manifest given again gets ``dev_2``, ``dev_3``. The manifests
+    of a comma-separated list join their tags with ``+``."""
+    def folders(path):
+        return [f for f in os.path.dirname(path).split(os.sep) if f]
+
+    def name(key, depth):
+        stems = [os.path.splitext(os.path.basename(path))[0] for path in key]
+        return "+".join("/".join(folders(path)[max(len(folders(path)) - depth, 0):] + [stem]) if depth else stem
+                        for path, stem in zip(key, stems))
+
+    keys = [tuple(os.path.abspath(p.strip()) for p in path.split(",") if p.strip()) for path in paths]
+    groups = {}
+    for key in dict.fromkeys(keys):  # distinct manifests, grouped by their plain name
+        groups.setdefault(name(key, 0), []).append(key)
+    chosen = {}
+    for plain, group in groups.items():
+        names = [plain] * len(group)
+        deepest = max(len(folders(path)) for key in group for path in key)
+        for depth in range(1, deepest + 1) if len(group) > 1 else ():
+            candidates = [name(key, depth) for key in group]
+            if len(set(candidates)) == len(candidates):
+                names = candidates
+                break
+        chosen.update(zip(group, names))
+    reserved, tags = set(chosen.values()), []
+    for key in keys:
+        tag = chosen[key]
+        if tag in tags:  # the same manifest again (or names no folder tells apart)
+            number = 2
+            while f"{tag}_{number}" in tags or f"{tag}_{number}" in reserved:
+                number += 1
+            tag = f"{tag}_{number}"
+        tags.append(tag)
+    return tags
+
+
+class FirstStepWatcher(nemo_core.ActionCallback):
+    """Records whether training completed a step (before that, a failed run has nothing worth keeping)."""
+
+    def __init__(self):
+        self.stepped = False
+
+    def on_step_end(self, state):
+        self.stepped = True
+
+
+def folders_to_create(paths):
+    """For each path, the top-most folder that creating it would create (None when it exists)."""
+    created = []
+    for path in map(os.path.abspath, paths):
+        top = None
+        while not os.path.exists(path) and os.path.dirname(path) != path:
+            top, path = path, os.path.dirname(path)
+        if top and top not in created:
+            created.append(top)
+    return created
+
+
+def remove_created_folders(folders, nf):
+    """A new experiment that failed before its first training step removes the folders it created (logs,
+    config, TensorBoard events), so no empty experiment is left behind; a folder holding checkpoints stays."""
+    logger = nf.logger if nf is not None else logging.getLogger("nemo_core")
+    if nf is not None and nf.tb_writer is not None:
+        nf.tb_writer.close()
+    for handler in list(logger.handlers):  # the log file is inside
+        if isinstance(handler, logging.FileHandler) and any(
+                os.path.abspath(handler.baseFilename).startswith(folder + os.sep) for folder in folders):
+            logger.removeHandler(handler)
+            handler.close()
+    for folder in folders:
+        if not os.path.isdir(folder):
+            continue
+        if any(name.endswith(".pt") for _, _, files in os.walk(folder) for name in files):
+            logger.warning("Kept %s although the run failed before training: it holds checkpoints", folder)
+            continue
+        dropped = sum(1 for path in glob.glob(os.path.join(folder, "**", "dropped_utterances.jsonl"), recursive=True)
+                      for _ in open(path, encoding="utf-8"))
+        shutil.rmtree(folder, ignore_errors=True)
+        logger.info("Removed %s: this run created it and failed before its first training step%s", folder,
+                    f" (with its list of {dropped} dropped utterance(s); --bad_utterances stop names the first "
+                    f"bad one as the error)" if dropped else "")
+
+
+def train(args, cfg):
+    """Build the DAGs of ``args`` and ``cfg`` and train; returns the summary (rank 0)."""
+    check_inputs(args)
+    folders = experiment_folders(args)  # an experiment that exists (a resumed run) is never cleaned up
+    new_folders = [] if os.path.exists(folders[0]) else folders_to_create(folders)
+    watcher, built = FirstStepWatcher(), {}
+    try:
+        return build_and_train(args, cfg, watcher, built)
+    except BaseException:
+        nf = built.get("nf")
+        main_rank = nf.is_main if nf is not None else os.environ.get("RANK", "0") == "0"
+        if new_folders and main_rank and not watcher.stepped:
+            remove_created_folders(new_folders, nf)
+        raise
+
+
+def build_and_train(args, cfg, watcher, built):
+    exp_dir, checkpoint_dir, tensorboard_dir = experiment_folders(args)
+    nf = built["nf"] = nemo_core.NeuralModuleFactory(
         local_rank=args.local_rank,
         optimization_level=nemo_core.Optimization.from_opt_level(args.amp_opt_level),
         amp_dtype=None if getattr(args, "amp_dtype", "auto") == "auto" else args.amp_dtype,
-        random_seed=args.random_seed, log_dir=exp_dir, checkpoint_dir=os.path.join(exp_dir, "checkpoints"),
-        create_tb_writer=True, cudnn_benchmark=True)
+        random_seed=args.random_seed, log_dir=exp_dir, checkpoint_dir=checkpoint_dir,
+        create_tb_writer=getattr(args, "create_tb_writer", True), tensorboard_dir=tensorboard_dir,
+        cudnn_benchmark=getattr(args, "cudnn_benchmark", True))
     logger = nf.logger
     labels = cfg["labels"]
     if nf.is_main:
@@ -145,11 +286,11 @@ def train(args, cfg):
     train_layer = nemo_asr.AudioToTextDataLayer(
         manifest_filepath=args.train_dataset, labels=labels, batch_size=args.batch_size, sample_rate=sample_rate,
         num_workers=args.num_workers, perturb_config=args.perturb_config, bucketing=args.bucketing,
-        **checks, **data_layer_kwargs(cfg, "train"))
+        **checks, **data_layer_arguments(cfg, "train"))
     eval_sets = [(path, False) for path in args.eval_datasets] + [(path, True) for path in args.final_eval_datasets]
     eval_layers = [nemo_asr.AudioToTextDataLayer(
         manifest_filepath=path, labels=labels, batch_size=args.eval_batch_size or args.batch_size,
-        sample_rate=sample_rate, num_workers=args.num_workers, **checks, **data_layer_kwargs(cfg, "eval"))
+        sample_rate=sample_rate, num_workers=args.num_workers, **checks, **data_layer_arguments(cfg, "eval"))
         for path, _ in eval_sets]
     preprocessor, encoder, decoder = modules_from_config(cfg)
     train_layer.drop_ctc_infeasible(preprocessor, encoder)
@@ -179,8 +320,8 @@ def train(args, cfg):
     # one eval DAG per dataset, sharing the modules (and weights) of the training DAG
     evaluators = {}
     steps_per_epoch = -(-len(train_layer) // (args.batch_size * nf.world_size * args.iter_per_step))
-    for (path, final_only), layer in zip(eval_sets, eval_layers):
-        tag = os.path.splitext(os.path.basename(path))[0]
+    for (path, final_only), layer, tag in zip(eval_sets, eval_layers, eval_tags([path for path, _ in eval_sets])):
+        logger.info("Eval set %s: %s%s", tag, path, " (after training)" if final_only else "")
         audio_e, audio_len_e, transcript_e, transcript_len_e = layer()
         spec_e, spec_len_e = preprocessor(input_signal=audio_e, length=audio_len_e)
         encoded_e, encoded_len_e = encoder(audio_signal=spec_e, length=spec_len_e)
@@ -197,6 +338,7 @@ def train(args, cfg):
     callbacks += list(evaluators.values())
     callbacks.append(nemo_core.CheckpointCallback(
         folder=nf.checkpoint_dir, load_from_folder=args.load_dir, step_freq=args.checkpoint_save_freq))
+    callbacks.append(watcher)
 
     policy = None
     if args.lr_policy and args.lr_policy.lower() != "none":
@@ -208,7 +350,7 @@ def train(args, cfg):
         params["max_steps"] = args.max_steps
     if args.grad_norm_clip:
         params["grad_norm_clip"] = args.grad_norm_clip
-    if args.optimizer in ("novograd", "adam", "adamw"):
+    if args.optimizer in BETAS_OPTIMIZERS:
         params["betas"] = (args.beta1, args.beta2)
     logger.info("About %d steps per epoch", steps_per_epoch)
     result = nf.train([loss], callbacks=callbacks, optimizer=args.optimizer, optimization_params=params,

@@ -81,8 +81,8 @@ def demo_arguments(args, parser, argv):
     train, dev, test = args.demo_utterances
     started = time.perf_counter()
     if jasper.nemo_core.distributed.resolve_local_rank(args.local_rank) in (None, 0):
-        make_synthetic_speech.main(["--output_dir", data_dir, "--train", str(train), "--dev", str(dev),
-                                    "--test", str(test)])
+        make_synthetic_speech.run(make_synthetic_speech.parse_args(
+            ["--output_dir", data_dir, "--train", str(train), "--dev", str(dev), "--test", str(test)]))
     else:  # other ranks wait for rank 0's corpus
         while not os.path.exists(os.path.join(data_dir, "corpus.json")):
             time.sleep(1)
@@ -97,12 +97,12 @@ def main(argv=None):
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    if not args.train_dataset:
-        args = demo_arguments(args, parser, argv)
-    if args.num_epochs is None and args.max_steps is None:
-        args.num_epochs = 10
-    started = time.perf_counter()
     with jasper.one_line_errors("quartznet.py", args.debug):
+        if not args.train_dataset:
+            args = demo_arguments(args, parser, argv)
+        if args.num_epochs is None and args.max_steps is None:
+            args.num_epochs = 10
+        started = time.perf_counter()
         summary = jasper.train(args, jasper.load_model_config(args.model_config))
     if summary is not None:
         summary["args"] = dict(vars(args))

@@ -3,14 +3,39 @@ convolutions), as published, with ``nemo.core`` replaced by ``nemo_core`` and
 the data paths pointed at the AN4 subset in ``tests/data``. Comments are ours.
 
 Run from anywhere: ``python examples/asr/tutorial_jasper12x1SEP.py`` (writes
-``jasper12x1SEP/`` logs and checkpoints into the current folder).
+``jasper12x1SEP/`` logs and checkpoints into the current folder). It takes no
+options but ``--debug`` (show the traceback of an error); the full training
+script with every option is ``examples/asr/jasper.py``.
 """
+import argparse
 import os
+import sys
+
+# --help prints the text above and exits before anything is built
+parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
+                                 allow_abbrev=False)
+parser.add_argument("--debug", action="store_true", help="on failure, show the full traceback")
+args, ignored = parser.parse_known_args()
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 
 import nemo_core
 import nemo_asr
+from nemo_core.utils.cli import describe_error
+
+
+def one_line_error(kind, error, traceback):
+    """An error ends the tutorial with one line (the whole traceback with --debug)."""
+    if args.debug or not issubclass(kind, Exception):
+        return sys.__excepthook__(kind, error, traceback)
+    print(f"{os.path.basename(__file__)}: error: {describe_error(error)} (--debug shows the traceback)",
+          file=sys.stderr)
+
+
+sys.excepthook = one_line_error
+if ignored:
+    print(f"{os.path.basename(__file__)}: ignoring {' '.join(ignored)}: the tutorial takes no options "
+          f"(examples/asr/jasper.py does)", file=sys.stderr)
 
 nf = nemo_core.NeuralModuleFactory(
     log_dir='jasper12x1SEP',
