@@ -1,4 +1,5 @@
 """nemo-serve over real sockets: HTTP transcription, limits, auth, metrics, WebSocket streaming, draining."""
+import contextlib
 import io
 import json
 import os
@@ -9,9 +10,9 @@ import urllib.error
 import urllib.request
 
 import numpy as np
+import torch
 import pytest
 import soundfile as sf
-import torch
 
 pytest.importorskip("uvicorn")
 pytest.importorskip("websockets")
@@ -24,7 +25,6 @@ from nemo_asr.serve.app import Settings, create_app  # noqa: E402
 from nemo_asr.serve.model import ServingModel  # noqa: E402
 
 HERE = os.path.dirname(__file__)
-NGC = os.path.join(HERE, "data", "ngc_compat")
 WAV = os.path.join(HERE, "data", "an4_subset", "wav")
 
 
@@ -34,12 +34,24 @@ def _free_port():
         return s.getsockname()[1]
 
 
+SERVE_MODEL = os.path.join(HERE, "data", "serve_model")  # tests/scripts/make_serve_model.py
+
+
+def load_serve_model():
+    """The tiny QuartzNet trained on the AN4 subset: it spells real words on real audio."""
+    recognizer = Recognizer(load_model_config(os.path.join(HERE, "data", "configs", "tiny_quartznet.yaml")))
+    recognizer.load(SERVE_MODEL)
+    return ServingModel.from_recognizer(recognizer, recognizer.runner("pytorch"), name="tiny_quartznet")
+
+
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    recognizer = Recognizer(load_model_config(os.path.join(NGC, "small_qn.yaml")))
-    recognizer.load(NGC, "small_qn")
-    return ServingModel.from_recognizer(recognizer, recognizer.runner("pytorch"), name="small_qn")
+def serve_model():
+    return load_serve_model()
+
+
+@pytest.fixture(scope="module")
+def model(serve_model):
+    return serve_model
 
 
 class Server:
@@ -140,13 +152,31 @@ def test_multipart_upload(server, model):
     (b"this is not audio at all", 415, "not an audio file"),
     (b"", 415, "no audio"),
     (wav_bytes(np.zeros(16000 * 11, dtype=np.float32), 16000), 413, "accepts up to 10 s"),
-    (b"\0" * ((1 << 20) + 1), 413, "exceeds the limit"),
     (wav_bytes(np.array([0.0, np.nan, 0.1] * 100, dtype=np.float32), 16000, subtype="FLOAT"), 415, "NaN"),
 ])
 def test_bad_input_gets_the_right_status_and_reason(server, data, status, words):
     code, body, _ = post(server.url("/v1/transcribe"), data)
     assert code == status
     assert words in body["error"]
+
+
+def test_oversized_body_is_refused_before_it_is_read(server):
+    """A declared Content-Length over the limit gets 413 at once; a chunked body is cut off at the limit."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.putrequest("POST", "/v1/transcribe")
+    connection.putheader("Content-Length", str(1 << 30))
+    connection.endheaders()  # no body follows: the server must answer from the headers alone
+    response = connection.getresponse()
+    assert response.status == 413 and "exceeds the limit" in json.loads(response.read())["error"]
+    connection.close()
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    connection.request("POST", "/v1/transcribe", body=iter([b"\0" * (1 << 19)] * 3), encode_chunked=True)
+    response = connection.getresponse()
+    assert response.status == 413 and "exceeds the limit" in json.loads(response.read())["error"]
+    connection.close()
 
 
 def test_lm_without_a_language_model_is_a_client_error(server):
@@ -210,7 +240,8 @@ def test_api_keys_are_required_when_configured(model):
 
 
 def _stream(url, samples, rate, frame_s=0.1):
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
+    """Messages of one stream of ``samples`` (floats; exact when they are int16 values / 32768)."""
+    pcm = np.clip(np.round(samples * 32768), -32768, 32767).astype("<i2")
     messages = []
     with connect(url) as ws:
         ready = json.loads(ws.recv(timeout=10))
@@ -227,18 +258,67 @@ def _stream(url, samples, rate, frame_s=0.1):
     return messages
 
 
+def an4_streams(per_stream=4):
+    """All 40 AN4 utterances, ``per_stream`` at a time with 0.25 s pauses: (name, 16-bit samples) pairs."""
+    names = sorted(os.listdir(WAV))
+    pause = np.zeros(4000, dtype=np.float32)
+    for start in range(0, len(names), per_stream):
+        parts = [an4(name)[0] for name in names[start:start + per_stream]]
+        samples = np.concatenate([p for part in parts for p in (part, pause)])
+        yield names[start], (np.clip(samples, -1, 1) * 32767).astype(np.int16).astype(np.float32) / 32768
+
+
 def test_stream_partials_then_final_equal_to_offline_on_an4(server, model):
-    """Streamed final text equals the offline text on real AN4 utterances."""
-    names = sorted(os.listdir(WAV))[:6]
-    for name in names:
-        samples, rate = an4(name)
-        messages = _stream(server.ws("/v1/stream"), samples, rate)
+    """Streams of real AN4 speech (10 x ~5 s): partials while audio arrives, the final text equals offline."""
+    for name, samples in an4_streams():
+        messages = _stream(server.ws("/v1/stream"), samples, 16000)
         final = messages[-1]
-        assert final["type"] == "final" and final["final"] is True
-        quantised = (np.clip(samples, -1, 1) * 32767).astype(np.int16).astype(np.float32) / 32768
-        assert final["text"] == offline(model, quantised)["text"], name
-        if len(samples) / rate > 3.5:
-            assert any(m["type"] == "partial" for m in messages[:-1])
+        assert final["type"] == "final" and final["final"] is True and final["final_pass"] == "offline"
+        assert [m["type"] for m in messages[:-1]] == ["partial"] * (len(messages) - 1)
+        assert len(messages) - 1 >= int(len(samples) / 16000) - 1  # a partial per second of audio
+        expected = offline(model, samples)["text"]
+        assert expected.strip()
+        assert final["text"] == expected, name
+
+
+def test_buffered_final_text_stays_close_to_offline_on_an4(model):
+    """Without the final pass the merged windows give the text: close to offline on real speech."""
+    from nemo_asr.metrics import char_error_rate
+
+    streamed, offline_texts = [], []
+    with Server(create_app(model, Settings(final_pass_s=0), warm_up=False)) as running:
+        for name, samples in an4_streams():
+            final = _stream(running.ws("/v1/stream"), samples, 16000)[-1]
+            assert final["final_pass"] == "buffered"
+            streamed.append(final["text"])
+            offline_texts.append(offline(model, samples)["text"])
+    rate = char_error_rate(streamed, offline_texts)[0]
+    assert rate <= 0.1, (rate, streamed, offline_texts)
+
+
+@pytest.mark.parametrize("chunk, left, right, feed", [(3, 5, 2, 700), (1, 0, 0, 160), (4, 2, 6, 10_000), (2, 3, 1, 1)])
+def test_buffered_windows_reproduce_a_frame_local_model_exactly(chunk, left, right, feed):
+    """Window bookkeeping: with a model whose frames depend only on their own audio, streaming is exact."""
+    from nemo_asr.parts.streaming import BufferedCTCStream
+
+    frame, classes = 320, 7
+    rng = np.random.default_rng(chunk * 100 + left)
+    truth = rng.integers(0, classes, size=53)
+    audio = np.repeat(truth, frame).astype(np.float32)[: 53 * frame - 17]  # last frame cut short
+
+    def infer(samples):
+        frames = -(-len(samples) // frame)
+        labels = torch.as_tensor(samples[::frame][:frames]).long()
+        return torch.nn.functional.one_hot(labels, classes).float().log()
+
+    stream = BufferedCTCStream(frame, chunk, left, right, blank=classes - 1)
+    for start in range(0, len(audio), feed):
+        stream.feed(audio[start:start + feed])
+        for window in stream.ready_windows():
+            stream.commit(window, infer(window.audio.numpy()))
+    for window in stream.final_windows():
+        stream.commit(window, infer(window.audio.numpy()))
+    assert stream.labels == truth.tolist()
 
 
 def test_stream_at_another_rate(server):
@@ -288,10 +368,10 @@ def test_bad_sample_rate_and_too_long_stream(server):
 def test_client_disconnecting_mid_stream_is_counted_and_the_server_keeps_serving(server):
     samples, rate = an4()
     pcm = (samples * 32767).astype("<i2").tobytes()
-    ws = connect(server.ws("/v1/stream"))
-    json.loads(ws.recv(timeout=10))
-    ws.send(pcm[: len(pcm) // 2])
-    ws.socket.close()  # vanish without a close frame (no context manager on purpose)
+    with contextlib.suppress(Exception), connect(server.ws("/v1/stream")) as ws:
+        json.loads(ws.recv(timeout=10))
+        ws.send(pcm[: len(pcm) // 2])
+        ws.socket.close()  # vanish mid-stream without a close frame
     time.sleep(0.5)
     with urllib.request.urlopen(server.url("/metrics")) as response:
         text = response.read().decode()

@@ -114,6 +114,7 @@ class BufferedCTCStream:
         self.samples = 0  # audio received so far
         self.labels, self.scores = [], []  # per committed frame
         self.tentative = []  # best labels of the newest window's uncommitted frames (for partials)
+        self._previewed = 0  # samples seen by the last preview window
         self.finished = False
 
     @property
@@ -137,7 +138,23 @@ class BufferedCTCStream:
         return self.Window(start, self.committed, keep_to, audio, final)
 
     def ready_windows(self):
-        """Windows whose chunk and right context have fully arrived (call ``commit`` on each in order)."""
+        """Windows whose audio has fully arrived (call ``commit`` on each, in order).
+
+        The first window waits for a whole buffer (``left + chunk + right``) and
+        commits all but its right context, so no committed frame was seen with
+        less audio around it than later ones. Until then, every ``chunk`` of new
+        audio gives a preview window over all audio so far, which commits nothing
+        and only refreshes the tentative text.
+        """
+        buffer = self.left + self.chunk + self.right
+        if self.committed == 0:
+            if self.samples >= buffer * self.frame_samples:
+                yield self.Window(0, 0, self.left + self.chunk, self._audio[: buffer * self.frame_samples], False)
+            elif self.samples - self._previewed >= self.chunk * self.frame_samples:
+                self._previewed = self.samples
+                yield self.Window(0, 0, 0, self._audio[: self.samples], False)
+            if self.committed == 0:
+                return
         while (self.committed + self.chunk + self.right) * self.frame_samples <= self.samples:
             yield self._window(self.committed + self.chunk + self.right, final=False)
 
@@ -145,9 +162,13 @@ class BufferedCTCStream:
         """After the last audio: the windows that commit everything left (the last has no right context)."""
         self.finished = True
         total = -(-self.samples // self.frame_samples)
+        buffer = self.left + self.chunk + self.right
         while self.committed < total:
+            if self.committed == 0 and total > buffer:  # the caller skipped ready_windows
+                yield self.Window(0, 0, self.left + self.chunk, self._audio[: buffer * self.frame_samples], False)
+                continue
             end = self.committed + self.chunk + self.right
-            yield self._window(total if end >= total else end, final=end >= total)
+            yield self._window(min(end, total), final=end >= total)
             if end >= total:
                 break
 

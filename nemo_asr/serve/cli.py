@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 
+import torch
+
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="nemo-serve", description=__doc__,
@@ -38,6 +40,9 @@ def build_parser():
     add("--chunk_s", type=float, default=1.0, help="streaming: audio committed per window (partials this often)")
     add("--left_s", type=float, default=2.0, help="streaming: left context per window")
     add("--right_s", type=float, default=1.0, help="streaming: right context (look-ahead) per window")
+    add("--final_pass_s", type=float, default=30.0,
+        help="streaming: a stream up to this long gets its final text from one pass over all of it "
+             "(equal to offline); longer ones from the merged windows")
     add("--api_key_file", default=None, help="file with one API key per line")
     add("--lm_path", default=None, help="KenLM model for requests with lm=true")
     add("--beam_width", type=int, default=32)
@@ -60,8 +65,6 @@ def api_keys(path):
 
 def load_model(args):
     """A ``ServingModel`` from the command line's model arguments."""
-    import torch
-
     from ..inference import Recognizer
     from ..model_config import load_model_config
     from .model import ServingModel
@@ -82,8 +85,13 @@ def load_model(args):
 
 
 def lm_decoder_for(args, recognizer):
-    """A function ``(log_probs, greedy labels, greedy scores, model) -> {"text", "words"}`` with beam search."""
+    """A function ``(log_probs, greedy labels, greedy scores, model) -> {"text", "words"}`` with beam search.
+
+    Word times come from the beam search's own word frames, so they describe
+    the text returned; there is no per-word confidence for beam results.
+    """
     from ..beam_search_decoder import BeamSearchDecoderWithLM
+    from ..parts.ctc_offsets import words_from_frames
 
     if not os.path.isfile(args.lm_path):
         raise FileNotFoundError(2, "language model not found", args.lm_path)
@@ -91,14 +99,12 @@ def lm_decoder_for(args, recognizer):
                                       lm_path=args.lm_path, num_cpus=1)
 
     def decode(log_probs, labels, scores, model):
-        from ..parts.streaming import words_with_confidence
-
-        beams = decoder(log_probs=log_probs[None], log_probs_length=log_probs.new_tensor([log_probs.shape[0]]).long())
-        text = beams[0][0][1] if beams and beams[0] else ""
-        # word times come from the greedy alignment when it spells the same words; else only the text
-        greedy = words_with_confidence(labels, scores, model.labels, model.frame_seconds, blank=model.blank)
-        same = [w["word"] for w in greedy] == text.split()
-        return {"text": text, "words": greedy if same else [{"word": w} for w in text.split()]}
+        lengths = torch.tensor([log_probs.shape[0]])
+        beams = decoder.decode(log_probs[None], lengths, word_frames=True)[0]
+        if not beams:
+            return {"text": "", "words": []}
+        _, text, frames = beams[0]
+        return {"text": text, "words": words_from_frames(frames, model.frame_seconds)}
 
     return decode
 
@@ -118,7 +124,8 @@ def main(argv=None):
                             max_stream_s=args.max_stream_s, request_timeout_s=args.request_timeout_s,
                             max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                             max_queue=args.max_queue, api_keys=api_keys(args.api_key_file),
-                            chunk_s=args.chunk_s, left_s=args.left_s, right_s=args.right_s)
+                            chunk_s=args.chunk_s, left_s=args.left_s, right_s=args.right_s,
+                            final_pass_s=args.final_pass_s)
         app = create_app(load_model(args), settings)
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
                     timeout_graceful_shutdown=args.graceful_timeout_s, ws_max_size=1 << 20)

@@ -12,7 +12,16 @@ Protocol (JSON text messages from the server):
    ``text`` adds a guess from the right context;
 5. send the text frame ``{"eof": true}``; the last message is
    ``{"type": "final", "final": true, "text", "words", "duration",
-   "latency_ms"}`` and the server closes the socket (code 1000).
+   "latency_ms", "final_pass"}`` and the server closes the socket (code 1000).
+
+Partials come from buffered windows (``parts/streaming.py``). The final text
+of a stream up to ``final_pass_s`` long (default 30 s) comes from one more
+pass over the whole stream (``"final_pass": "offline"``), so it equals what
+``POST /v1/transcribe`` returns for the same audio; a longer stream's final
+text is the merge of its windows (``"final_pass": "buffered"``). The reason:
+the models normalise features over the whole utterance, which no window
+sees, so buffered text can differ from offline text near window edges
+(``benchmarks/serve_streaming.py`` measures by how much).
 
 A protocol error gets ``{"type": "error", "error": ...}`` and a close code:
 1003 (frame the server cannot use), 1007 (text frame that is not the JSON
@@ -61,7 +70,7 @@ class _Session:
 
             self.resampler = soxr.ResampleStream(rate, self.model.sample_rate, 1, dtype="float32", quality="HQ")
         self.received_s = 0.0
-        self.last_partial = ""
+        self.whole = []  # resampled audio, kept for the final pass while the stream is short enough
 
     def _samples(self, data, last=False):
         if len(data) % 2:
@@ -74,19 +83,30 @@ class _Session:
             samples = self.resampler.resample_chunk(samples, last=last)
         return samples
 
+    async def _infer(self, samples):
+        try:
+            return await self.service.infer(samples)
+        except RequestError as err:
+            raise StreamError(1013, err.message) from err
+
     async def _run(self, windows):
+        ran = 0
         for window in windows:
-            try:
-                log_probs = await self.service.infer(window.audio.numpy())
-            except RequestError as err:
-                raise StreamError(1013, err.message) from err
-            self.stream.commit(window, log_probs)
+            self.stream.commit(window, await self._infer(window.audio.numpy()))
+            ran += 1
+        return ran
+
+    def _feed(self, samples):
+        self.stream.feed(samples)
+        if self.whole is not None:
+            self.whole.append(samples)
+            if self.stream.samples > self.settings.final_pass_s * self.model.sample_rate:
+                self.whole = None
 
     async def audio(self, data):
-        self.stream.feed(self._samples(data))
-        before = self.stream.committed
-        await self._run(self.stream.ready_windows())
-        if self.stream.committed != before:
+        self._feed(self._samples(data))
+        ran = await self._run(self.stream.ready_windows())
+        if ran:
             text = self.stream.text(self.model.labels, tentative=True)
             await self.websocket.send_json({"type": "partial", "text": text,
                                             "stable_text": self.stream.text(self.model.labels),
@@ -95,9 +115,13 @@ class _Session:
     async def finish(self):
         started = time.perf_counter()
         if self.resampler is not None:
-            self.stream.feed(self.resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
-        await self._run(self.stream.final_windows())
-        result = self.model.stream_result(self.stream)
+            self._feed(self.resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        if self.whole is not None and self.stream.samples:
+            whole = np.concatenate([np.asarray(x, dtype=np.float32) for x in self.whole])
+            result = dict(self.model.decode(await self._infer(whole)), final_pass="offline")
+        else:
+            await self._run(self.stream.final_windows())
+            result = dict(self.model.stream_result(self.stream), final_pass="buffered")
         self.service.metrics.audio_seconds.labels("stream").inc(self.received_s)
         await self.websocket.send_json({"type": "final", "final": True, **result,
                                         "duration": round(self.stream.samples / self.model.sample_rate, 3),

@@ -1,0 +1,220 @@
+"""Streaming recognition: accuracy against offline decoding, latency, and real-time capacity.
+
+1. Accuracy (no server): every utterance of ``--manifest`` is decoded offline
+   (whole utterance, one pass) and streamed through ``BufferedCTCStream``
+   windows; reports WER against the references for both, and how many
+   streamed texts equal the offline ones.
+2. Live (``nemo-serve`` on loopback, real-time pacing, 100 ms frames): for
+   1, 2, 4, ... simultaneous streams, the time from the end of audio to the
+   final text, the interval between partials, and whether every stream kept
+   up (final within ``--max_final_s`` of the end of audio).
+
+    python benchmarks/serve_streaming.py [--model_config CFG --load_dir DIR --manifest test.json]
+
+Without ``--manifest``, the 40 AN4 utterances are joined four at a time
+(0.25 s pauses) into 10 streams of ~5 s, so windows really overlap.
+"""
+import argparse
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+
+import numpy as np
+import soundfile as sf
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+REPO = os.path.join(HERE, "..")
+sys.path.insert(0, REPO)
+
+from results_file import write_results  # noqa: E402
+
+DEFAULT_CONFIG = os.path.join(REPO, "tests", "data", "configs", "tiny_quartznet.yaml")
+DEFAULT_LOAD_DIR = os.path.join(REPO, "tests", "data", "serve_model")
+AN4 = os.path.join(REPO, "tests", "data", "an4_subset")
+
+
+def utterances(manifest):
+    """[(samples at 16 kHz quantised to int16, reference text)]."""
+    if manifest is None:
+        rows = []
+        for name in ("train_manifest.json", "test_manifest.json"):
+            rows += [json.loads(line) for line in open(os.path.join(AN4, name), encoding="utf-8") if line.strip()]
+        rows.sort(key=lambda r: r["audio_filepath"])
+        folder, groups = AN4, [rows[i:i + 4] for i in range(0, len(rows), 4)]
+    else:
+        folder = os.path.dirname(os.path.abspath(manifest))
+        groups = [[json.loads(line)] for line in open(manifest, encoding="utf-8") if line.strip()]
+    out = []
+    pause = np.zeros(4000, dtype=np.float32)
+    for group in groups:
+        parts = []
+        for row in group:
+            path = row["audio_filepath"]
+            samples, rate = sf.read(path if os.path.isabs(path) else os.path.join(folder, path), dtype="float32")
+            if samples.ndim > 1:
+                samples = samples.mean(axis=1)
+            if rate != 16000:
+                from nemo_asr.parts.audio import resample
+
+                samples = resample(samples, rate, 16000)
+            parts += [samples, pause]
+        samples = np.concatenate(parts[:-1]) if len(group) > 1 else parts[0]
+        samples = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
+        out.append((samples, " ".join(row.get("text", "") for row in group)))
+    return out
+
+
+def accuracy(model, data, chunk_s, left_s, right_s):
+    from nemo_asr.metrics import word_error_rate
+
+    offline, streamed, references, windows = [], [], [], 0
+    for pcm, reference in data:
+        samples = pcm.astype(np.float32) / 32768
+        offline.append(model.decode(model.infer_batch([samples])[0])["text"])
+        stream = model.new_stream(chunk_s, left_s, right_s)
+        step = 1600
+        for start in range(0, len(samples), step):
+            stream.feed(samples[start:start + step])
+            for window in stream.ready_windows():
+                stream.commit(window, model.infer_batch([window.audio.numpy()])[0])
+                windows += 1
+        for window in stream.final_windows():
+            stream.commit(window, model.infer_batch([window.audio.numpy()])[0])
+            windows += 1
+        streamed.append(stream.text(model.labels))
+        references.append(reference)
+    return {"chunk_s": chunk_s, "left_s": left_s, "right_s": right_s, "streams": len(data), "windows": windows,
+            "wer_offline": word_error_rate(references, offline), "wer_streamed": word_error_rate(references, streamed),
+            "identical": sum(a == b for a, b in zip(offline, streamed)),
+            "wer_streamed_vs_offline": word_error_rate(offline, streamed)}
+
+
+def live_stream(port, pcm, results, frame_s=0.1):
+    from websockets.sync.client import connect
+
+    step = int(16000 * frame_s)
+    partial_times = []
+    with connect(f"ws://127.0.0.1:{port}/v1/stream", max_size=None) as ws:
+        json.loads(ws.recv(timeout=30))
+        done = threading.Event()
+        final = {}
+
+        def reader():
+            while True:
+                message = json.loads(ws.recv(timeout=120))
+                if message["type"] == "partial":
+                    partial_times.append(time.perf_counter())
+                else:
+                    final.update(message, received=time.perf_counter())
+                    done.set()
+                    return
+
+        thread = threading.Thread(target=reader, daemon=True)
+        thread.start()
+        started = time.perf_counter()
+        for i, start in enumerate(range(0, len(pcm), step)):
+            delay = started + i * frame_s - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            ws.send(pcm[start:start + step].tobytes())
+        end_of_audio = time.perf_counter()
+        ws.send(json.dumps({"eof": True}))
+        done.wait(120)
+    intervals = np.diff(partial_times).tolist() if len(partial_times) > 1 else []
+    results.append({"final_s": final.get("received", np.inf) - end_of_audio, "intervals": intervals,
+                    "ok": final.get("type") == "final"})
+
+
+def live(args, data, levels):
+    port = free_port()
+    command = [sys.executable, "-m", "nemo_asr.serve.cli", "--model_config", args.model_config, "--load_dir",
+               args.load_dir, "--port", str(port), "--chunk_s", str(args.chunk_s), "--left_s", str(args.left_s),
+               "--right_s", str(args.right_s), "--log_level", "warning", "--max_batch_size", "32"]
+    server = subprocess.Popen(command, cwd=REPO, stderr=subprocess.DEVNULL)
+    rows = []
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
+                    break
+            except OSError:
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.2)
+        for n in levels:
+            results = []
+            threads = [threading.Thread(target=live_stream, args=(port, data[i % len(data)][0], results))
+                       for i in range(n)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            finals = np.array([r["final_s"] for r in results])
+            intervals = [x for r in results for x in r["intervals"]]
+            kept_up = bool(all(r["ok"] for r in results) and finals.max() <= args.max_final_s)
+            rows.append({"streams": n, "final_p50_s": float(np.median(finals)), "final_max_s": float(finals.max()),
+                         "partial_interval_mean_s": float(np.mean(intervals)) if intervals else None,
+                         "partial_interval_p90_s": float(np.percentile(intervals, 90)) if intervals else None,
+                         "kept_up": kept_up})
+            print(f"{n:3d} streams: final {np.median(finals) * 1e3:.0f} ms (max {finals.max() * 1e3:.0f}), "
+                  f"partials every {rows[-1]['partial_interval_mean_s'] or 0:.2f} s, kept up: {kept_up}", flush=True)
+            if not kept_up:
+                break
+    finally:
+        server.terminate()
+        server.wait(60)
+    return rows
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model_config", default=DEFAULT_CONFIG)
+    parser.add_argument("--load_dir", default=DEFAULT_LOAD_DIR)
+    parser.add_argument("--manifest", default=None, help="held-out test manifest (default: AN4 subset, joined)")
+    parser.add_argument("--chunk_s", type=float, default=1.0)
+    parser.add_argument("--left_s", type=float, default=2.0)
+    parser.add_argument("--right_s", type=float, default=1.0)
+    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    parser.add_argument("--max_final_s", type=float, default=1.0, help="a stream keeps up when its final text "
+                                                                        "comes within this after its audio ends")
+    parser.add_argument("--output", default=os.path.join(HERE, "results", "serve_streaming.json"))
+    args = parser.parse_args(argv)
+
+    from nemo_asr.inference import Recognizer
+    from nemo_asr.model_config import load_model_config
+    from nemo_asr.serve.model import ServingModel
+
+    recognizer = Recognizer(load_model_config(args.model_config)).load(args.load_dir)
+    model = ServingModel.from_recognizer(recognizer, recognizer.runner("pytorch"))
+    data = utterances(args.manifest)
+    settings = [(args.chunk_s, args.left_s, args.right_s), (0.5, 1.0, 0.5), (2.0, 2.0, 1.0)]
+    rows = [accuracy(model, data, *s) for s in dict.fromkeys(settings)]
+    print("| chunk / left / right s | streams | WER offline | WER streamed | identical | streamed vs offline |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['chunk_s']} / {r['left_s']} / {r['right_s']} | {r['streams']} | {r['wer_offline'] * 100:.2f}% | "
+              f"{r['wer_streamed'] * 100:.2f}% | {r['identical']}/{r['streams']} | "
+              f"{r['wer_streamed_vs_offline'] * 100:.2f}% |", flush=True)
+    live_rows = live(args, data, args.streams)
+    write_results(args.output, {"machine": {"cpu": platform.processor() or platform.machine(),
+                                            "cores": os.cpu_count()},
+                                "model_config": os.path.relpath(args.model_config, REPO),
+                                "manifest": args.manifest or "AN4 subset, 4 utterances per stream",
+                                "accuracy": rows, "live": live_rows})
+
+
+if __name__ == "__main__":
+    main()
