@@ -4,6 +4,7 @@ Chromium comes from ``scripts/install_system_deps.sh``; it is driven over the
 DevTools protocol with the ``websockets`` client nemo-serve already needs.
 The fake microphone plays a WAV file of real AN4 speech.
 """
+import contextlib
 import json
 import os
 import shutil
@@ -18,10 +19,10 @@ import soundfile as sf
 pytest.importorskip("uvicorn")
 from websockets.sync.client import connect  # noqa: E402
 
-from nemo_asr.metrics import word_error_rate  # noqa: E402
+from nemo_asr.metrics import char_error_rate  # noqa: E402
 from nemo_asr.serve.app import Settings, create_app  # noqa: E402
 
-from test_serve import WAV, Server, serve_model  # noqa: E402,F401
+from test_serve import WAV, Server, serve_model  # noqa: E402,F401 (serve_model is a fixture)
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 pytestmark = [pytest.mark.slow,
@@ -48,7 +49,8 @@ class Browser:
         port = int(open(port_file).read().split()[0])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list") as response:
             page = next(t for t in json.loads(response.read()) if t["type"] == "page")
-        self.socket = connect(page["webSocketDebuggerUrl"], max_size=None)
+        self.stack = contextlib.ExitStack()
+        self.socket = self.stack.enter_context(connect(page["webSocketDebuggerUrl"], max_size=None))
         self.next_id = 0
 
     def call(self, method, **params):
@@ -72,10 +74,11 @@ class Browser:
             if value:
                 return value
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {expression}; status: {self.js('$(\"status\").textContent')}")
+        status = self.js("document.getElementById('status').textContent")
+        raise AssertionError(f"timed out waiting for {expression}; page status: {status!r}")
 
     def close(self):
-        self.socket.close()
+        self.stack.close()
         self.process.terminate()
         self.process.wait(30)
 
@@ -125,5 +128,5 @@ def test_page_uploads_and_records_live(tmp_path, serve_model, speech):  # noqa: 
         finally:
             browser.close()
     assert partial
-    # the browser captures at its own rate and starts a little late: the same words, give or take one
-    assert word_error_rate([expected], [live]) <= 0.25, (expected, live)
+    # the browser captures at 48 kHz and starts a little late: nearly the same characters
+    assert char_error_rate([live], [expected])[0] <= 0.25, (expected, live)
