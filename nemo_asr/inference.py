@@ -1,5 +1,8 @@
 """Build a recogniser from a model config + checkpoint folder and run it over
 manifests: shared by ``jasper_infer.py`` and ``transcribe``."""
+import os
+import re
+
 import torch
 
 from .data_layer import AudioToTextDataLayer
@@ -24,30 +27,103 @@ class Recognizer:
         """Restore encoder and decoder from the newest complete checkpoint set in ``folder``."""
         from nemo_core.checkpointing import restore_modules
 
-        restore_modules([self.encoder, self.decoder], folder, pattern)
+        self.loaded_checkpoint = restore_modules([self.encoder, self.decoder], folder, pattern)  # a LoadedCheckpoint
         return self
 
-    def runner(self, backend, precision="fp32", model_path=None, workdir=None):
-        """An ``InferenceRunner`` for these (loaded) weights; exports a file when needed."""
-        import os
+    def runner(self, backend, precision="fp32", model_path=None, workdir=None, cache_dir=None, check_weights=None):
+        """An ``InferenceRunner`` for these (loaded) weights.
 
-        from .export import AcousticPipeline, export_pipeline
-        from .inference_runner import InferenceRunner
+        torchscript/onnxruntime: without ``model_path`` the model is exported
+        once per checkpoint and config into ``cache_dir`` (default
+        ``$NEMO_CACHE_DIR`` or ``~/.cache/nemo_asr/exports``) and reused on the
+        next call; ``workdir`` is used only when that folder cannot be written.
+        A ``model_path`` (or cached file) exported from other weights or
+        another config is refused (``nemo_asr.export.ModelFileMismatchError``);
+        one exported elsewhere, without identity, is checked for its inputs
+        and number of classes, with a warning. ``check_weights`` (default:
+        whether ``load`` restored a checkpoint) compares the file's weights
+        with these; without a checkpoint (serving a file with only its config)
+        the file's own weights are the model and only the config is compared.
+        """
+        from .export import AcousticPipeline, verify_model_file
+        from .inference_runner import BACKENDS, InferenceRunner
 
         if backend == "pytorch":
             return InferenceRunner("pytorch", model=AcousticPipeline(self.preprocessor, self.encoder, self.decoder),
                                    precision=precision)
+        if backend not in BACKENDS:
+            raise ValueError(f"Unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
+        identity = self._export_identity()
         if model_path is None:
-            suffix = "onnx" if backend == "onnxruntime" else "ts"
-            model_path = os.path.join(workdir, f"model.{suffix}")
-            export_pipeline(self.preprocessor, self.encoder, self.decoder, model_path,
-                            "onnx" if backend == "onnxruntime" else "torchscript")
-        return InferenceRunner(backend, path=model_path, precision=precision)
+            model_path = self._exported_file(backend, identity, cache_dir, workdir)
+        runner = InferenceRunner(backend, path=model_path, precision=precision)
+        if check_weights is None:
+            check_weights = getattr(self, "loaded_checkpoint", None) is not None
+        verify_model_file(model_path, runner.metadata, identity, probe=runner.probe, check_weights=check_weights)
+        return runner
 
-    def data_layer(self, manifest, batch_size):
+    def _export_identity(self):
+        """What an exported file must match: these weights, this config, and where the weights came from."""
+        from .export import ModelIdentity
+
+        loaded = getattr(self, "loaded_checkpoint", None)
+        source = ModelIdentity.describe_checkpoint(loaded) if loaded is not None else None
+        return ModelIdentity(self.labels, self.preprocessor, self.encoder, self.decoder, source)
+
+    def _exported_file(self, backend, identity, cache_dir, workdir):
+        """The cached export for ``identity`` (written on first use); ``workdir`` if the cache is not writable."""
+        import logging
+        import tempfile
+
+        from .export import cached_export, export_cache_dir
+
+        d_format = "onnx" if backend == "onnxruntime" else "torchscript"
+        folder = cache_dir or export_cache_dir()
+        try:
+            return cached_export(self.preprocessor, self.encoder, self.decoder, identity, d_format, folder)[0]
+        except OSError as err:
+            fallback = workdir or tempfile.mkdtemp(prefix="nemo_asr_export_")
+            logging.getLogger("nemo_asr").warning(
+                "Cannot use the export cache %s (%s); exporting into %s instead (set NEMO_CACHE_DIR to a writable "
+                "folder to reuse exports)", folder, err.strerror or err, fallback)
+            return cached_export(self.preprocessor, self.encoder, self.decoder, identity, d_format, fallback)[0]
+
+    def check_checkpoints(self, folder, pattern=""):
+        """Fail early, with the sets on offer, unless ``folder`` holds exactly one checkpoint set
+        (name prefix) matching ``pattern``; returns that prefix (``""`` for files without one).
+
+        An NGC download may hold several models in one folder
+        (``small_qn-JasperEncoder-STEP-*.pt``, ``jasper10x5-JasperEncoder-STEP-*.pt``...):
+        ``pattern`` (``--ckpt_pattern``) is a part of the file names that picks one.
+        """
+        from nemo_core.checkpointing import CheckpointError, checkpoint_names
+
+        folder = os.fspath(folder)
+        if not os.path.isdir(folder):
+            kind = "is not a folder" if os.path.exists(folder) else "does not exist"
+            raise CheckpointError(f"Checkpoint folder {folder} {kind} (--load_dir): give the folder holding "
+                                  "*JasperEncoder-STEP-*.pt and *JasperDecoderForCTC-STEP-*.pt")
+        names = list(checkpoint_names([self.encoder, self.decoder]).values())
+        sets = checkpoint_sets(folder, names)
+        if not sets:
+            raise CheckpointError(f"No checkpoint set for {', '.join(names)} in {folder} (files named "
+                                  f"[PREFIX-]{names[0]}-STEP-N.pt etc.); is --load_dir the right folder?")
+        matching = {prefix: steps for prefix, steps in sets.items()
+                    if any(all(pattern in os.path.basename(path) for path in files.values())
+                           for files in steps.values())}
+        if not matching:
+            raise CheckpointError(f"No checkpoint set in {folder} matches --ckpt_pattern {pattern!r}; "
+                                  f"it holds {describe_sets(sets)}: pass one of these names")
+        if len(matching) > 1:
+            which = f" matching --ckpt_pattern {pattern!r}" if pattern else ""
+            raise CheckpointError(f"{folder} holds several checkpoint sets{which}: {describe_sets(matching)}; "
+                                  "choose one with --ckpt_pattern NAME")
+        return next(iter(matching))
+
+    def data_layer(self, manifest, batch_size, check_audio=True):
         return AudioToTextDataLayer(manifest_filepath=manifest, labels=self.labels, batch_size=batch_size,
                                     sample_rate=self.sample_rate, shuffle=False, min_duration=None,
-                                    max_duration=None)
+                                    max_duration=None, check_audio=check_audio)
 
     def tensors(self, layer):
         audio, audio_len, transcript, transcript_len = layer()
@@ -57,19 +133,27 @@ class Recognizer:
         predictions = self.greedy(log_probs=log_probs, log_probs_length=encoded_len)
         return log_probs, encoded_len, predictions, transcript, transcript_len
 
-    def run(self, nf, manifest, batch_size, load_dir=None, verbose=True, runner=None):
+    def run(self, nf, manifest, batch_size, load_dir=None, verbose=True, runner=None, ckpt_pattern="",
+            check_audio=True):
         """Per-utterance log-probs (valid frames), greedy hypotheses, references, frame labels.
 
         Without ``runner`` the framework's infer action runs the DAG (restoring
-        ``load_dir``); with one, batches go through that backend instead.
+        the set in ``load_dir`` whose file names contain ``ckpt_pattern``); with
+        one, batches go through that backend instead. ``verbose``: a progress
+        bar over batches on a terminal. ``check_audio=False`` skips the data
+        layer's header pass (for manifests already checked).
         """
-        layer = self.data_layer(manifest, batch_size)
+        layer = self.data_layer(manifest, batch_size, check_audio=check_audio)
         if runner is None:
             log_probs, lengths, predictions, transcripts, transcript_lengths = nf.infer(
-                list(self.tensors(layer)), checkpoint_dir=load_dir, verbose=verbose)
+                list(self.tensors(layer)), checkpoint_dir=load_dir, ckpt_pattern=ckpt_pattern, verbose=verbose)
         else:
+            from tqdm import tqdm
+
             log_probs, lengths, predictions, transcripts, transcript_lengths = [], [], [], [], []
-            for audio, audio_len, transcript, transcript_len in layer.make_dataloader(training=False):
+            loader = layer.make_dataloader(training=False)
+            for audio, audio_len, transcript, transcript_len in tqdm(loader, desc="infer", unit="batch", leave=False,
+                                                                     disable=None if verbose else True):
                 lp, n = runner(audio, audio_len)
                 log_probs.append(lp)
                 lengths.append(n)
@@ -90,15 +174,79 @@ class Recognizer:
         }
 
 
-def beam_search(log_probs, labels, lm_path, beam_width, alpha, beta, num_cpus=1):
-    """Best beam-search text per utterance (list of (T, C) log-prob tensors)."""
+def checkpoint_sets(folder, names):
+    """The complete checkpoint sets in ``folder``: ``{prefix: {step: {name: path}}}``.
+
+    A set's prefix is what precedes the module names in its file names
+    (``small_qn`` for ``small_qn-JasperEncoder-STEP-1.pt``; ``""`` for
+    ``JasperEncoder-STEP-1.pt``); complete means a file for every name.
+    """
+    found = {}
+    for name in names:
+        regex = re.compile(r"^(?:(.*)[-_])?" + re.escape(name) + r"-STEP-(\d+)\.pt$")
+        for base in sorted(os.listdir(folder)):
+            match = regex.match(base)
+            if match:
+                key = (match.group(1) or "", int(match.group(2)))
+                found.setdefault(key, {})[name] = os.path.join(folder, base)
+    sets = {}
+    for (prefix, step), files in sorted(found.items()):
+        if len(files) == len(names):
+            sets.setdefault(prefix, {})[step] = files
+    return sets
+
+
+def describe_sets(sets):
+    """``small_jasper_dr (step 247400), small_qn (steps 100, 200)`` for ``checkpoint_sets``' result."""
+    parts = []
+    for prefix, steps in sets.items():
+        listed = sorted(steps)[-5:]
+        parts.append(f"{prefix or '(no prefix)'} (step{'s' if len(listed) > 1 else ''} "
+                     f"{', '.join(map(str, listed))})")
+    return ", ".join(parts)
+
+
+def beam_decoder(labels, lm_path, beam_width, alpha, beta, num_cpus=1):
+    """A ``BeamSearchDecoderWithLM``: build it before the acoustic model runs, so a missing LM,
+    a broken one or a missing ``kenlm``/``pyctcdecode`` stops the tool before any work."""
     from .beam_search_decoder import BeamSearchDecoderWithLM
 
-    decoder = BeamSearchDecoderWithLM(labels, beam_width, alpha, beta, lm_path=lm_path, num_cpus=num_cpus)
-    texts = []
-    for start in range(0, len(log_probs), 64):
-        chunk = log_probs[start:start + 64]
-        padded = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
-        lengths = torch.tensor([t.shape[0] for t in chunk])
-        texts.extend(beams[0][1] if beams else "" for beams in decoder(log_probs=padded, log_probs_length=lengths))
-    return texts
+    return BeamSearchDecoderWithLM(labels, beam_width, alpha, beta, lm_path=lm_path, num_cpus=num_cpus)
+
+
+def _decode(log_probs, decoder, word_frames, progress, chunk_size=64):
+    """Best beam of each utterance (list of (T, C) log-prob tensors), in chunks, with a progress bar."""
+    from tqdm import tqdm
+
+    best = []
+    with tqdm(total=len(log_probs), desc="beam search", unit="utt", leave=False,
+              disable=None if progress else True) as bar:
+        for start in range(0, len(log_probs), chunk_size):
+            chunk = log_probs[start:start + chunk_size]
+            padded = torch.nn.utils.rnn.pad_sequence(chunk, batch_first=True)
+            lengths = torch.tensor([t.shape[0] for t in chunk])
+            for beams in decoder.decode(padded, lengths, word_frames=word_frames):
+                best.append(beams[0] if beams else ((0.0, "", []) if word_frames else (0.0, "")))
+            bar.update(len(chunk))
+    return best
+
+
+def beam_search(log_probs, labels, lm_path, beam_width, alpha, beta, num_cpus=1, decoder=None, progress=True):
+    """Best beam-search text per utterance (list of (T, C) log-prob tensors).
+
+    ``decoder`` (from ``beam_decoder``) is used as it is when given; otherwise
+    one is built from the other arguments.
+    """
+    if decoder is None:
+        decoder = beam_decoder(labels, lm_path, beam_width, alpha, beta, num_cpus)
+    return [text for _, text in _decode(log_probs, decoder, False, progress)]
+
+
+def beam_search_with_words(log_probs, decoder, frame_seconds, progress=True):
+    """``[(text, words)]`` per utterance: the best beam's text and its words'
+    ``{"word", "start", "end"}`` (seconds), taken from the beam search itself,
+    so the times describe the words of that text."""
+    from .parts.ctc_offsets import words_from_frames
+
+    return [(text, words_from_frames(frames, frame_seconds))
+            for _, text, frames in _decode(log_probs, decoder, True, progress)]

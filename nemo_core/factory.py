@@ -242,11 +242,11 @@ class NeuralModuleFactory:
         return _infer(self, tensors, checkpoint_dir=checkpoint_dir, ckpt_pattern=ckpt_pattern,
                       verbose=verbose, cache=cache, use_cache=use_cache, offload_to_cpu=offload_to_cpu)
 
-    def deployment_export(self, module, output, d_format, input_example=None):
-        """Export ``module`` as ONNX / TorchScript / PyTorch; see ``deployment.py``."""
+    def deployment_export(self, module, output, d_format, input_example=None, output_example=None, **kwargs):
+        """Export ``module`` as ONNX / TorchScript / PyTorch; see ``nemo_core.deployment.deployment_export``."""
         from .deployment import deployment_export
 
-        return deployment_export(module, output, d_format, input_example=input_example)
+        return deployment_export(module, output, d_format, input_example, output_example, **kwargs)
 
     def clear_cache(self):
         self._infer_cache = None

@@ -15,6 +15,10 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
+from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors, require  # noqa: E402
+
+PROG = "quantize.py"
+
 
 def calibration_batches(manifest, num_samples, sample_rate, batch_size=8, seed=0):
     from nemo_asr.parts.audio import load_audio
@@ -33,8 +37,9 @@ def calibration_batches(manifest, num_samples, sample_rate, batch_size=8, seed=0
     return batches
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser():
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_config", required=True)
     parser.add_argument("--load_dir", required=True, help="folder with JasperEncoder/JasperDecoderForCTC checkpoints")
     parser.add_argument("--calibration_manifest", required=True)
@@ -42,30 +47,54 @@ def main(argv=None):
     parser.add_argument("--output", required=True, help="int8 ONNX file")
     parser.add_argument("--fp32_output", default=None, help="also keep the float32 ONNX here")
     parser.add_argument("--keep_decoder_fp32", action="store_true")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    from ruamel.yaml import YAML
+    add_debug_flag(parser)
+    return parser
 
+
+def quantize(args):
+    """Export, calibrate and quantise; returns the summary printed as JSON."""
     import nemo_core
-    from nemo_asr.export import export_pipeline
+    from nemo_core import runtime
+    from nemo_asr.export import ModelIdentity, add_onnx_metadata, export_pipeline
     from nemo_asr.inference import Recognizer
+    from nemo_asr.model_config import load_model_config
+
+    require("onnxruntime", "deploy", "int8 quantisation")
+    require("onnx", "deploy", "ONNX export")
     from nemo_asr.quantization import quantize_pipeline
 
-    with open(args.model_config) as handle:
-        cfg = YAML(typ="safe").load(handle)
-    nemo_core.NeuralModuleFactory(placement=nemo_core.DeviceType.CPU)
-    recognizer = Recognizer(cfg)
-    recognizer.load(args.load_dir)
-    fp32 = args.fp32_output or args.output + ".fp32.onnx"
-    export_pipeline(recognizer.preprocessor, recognizer.encoder, recognizer.decoder, fp32)
+    if args.num_samples < 1:
+        raise UserError(f"--num_samples must be at least 1, got {args.num_samples}")
+    cfg = load_model_config(args.model_config)
+    runtime.set_defaults(nemo_core.DeviceType.CPU, None)
+    recognizer = Recognizer(cfg).load(args.load_dir)
+    identity = ModelIdentity(recognizer.labels, recognizer.preprocessor, recognizer.encoder, recognizer.decoder,
+                             ModelIdentity.describe_checkpoint(recognizer.loaded_checkpoint))
     batches = calibration_batches(args.calibration_manifest, args.num_samples, recognizer.sample_rate)
-    quantize_pipeline(fp32, args.output, batches, quantize_decoder=not args.keep_decoder_fp32)
-    sizes = {p: os.path.getsize(p) / 2 ** 20 for p in (fp32, args.output)}
-    print(json.dumps({"fp32": fp32, "int8": args.output, "size_mb": sizes,
-                      "calibration_utterances": sum(len(b[1]) for b in batches)}, indent=1))
-    if not args.fp32_output:
-        os.remove(fp32)
-    return args.output
+    if not batches:
+        raise UserError(f"--calibration_manifest {args.calibration_manifest} has no utterances to calibrate on")
+    fp32 = args.fp32_output or args.output + ".fp32.onnx"
+    metadata = identity.metadata("audio")
+    export_pipeline(recognizer.preprocessor, recognizer.encoder, recognizer.decoder, fp32, metadata=metadata)
+    try:
+        quantize_pipeline(fp32, args.output, batches, quantize_decoder=not args.keep_decoder_fp32)
+        add_onnx_metadata(args.output, metadata)  # quantisation drops it; nemo-transcribe --model_path checks it
+        sizes = {p: os.path.getsize(p) / 2 ** 20 for p in (fp32, args.output)}
+    finally:
+        if not args.fp32_output and os.path.exists(fp32):
+            os.remove(fp32)
+    return {"fp32": fp32 if args.fp32_output else None, "int8": args.output, "size_mb": sizes,
+            "calibration_utterances": sum(len(b[1]) for b in batches)}
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s")
+    with one_line_errors(PROG, args.debug):
+        summary = quantize(args)
+        print(json.dumps(summary, indent=1))
+        return args.output
 
 
 if __name__ == "__main__":

@@ -1,7 +1,10 @@
 #!/usr/bin/env python
 """Grid-search the LM weight (alpha) and word bonus (beta) for beam search
 over log-probs saved by ``jasper_infer.py --save_logprobs``; prints every
-pair's WER and the best one."""
+pair's WER and the best one. The LM loads once; a progress bar (stderr, on a
+terminal) counts the grid. Errors are one line on stderr with exit status 1
+(``--debug`` shows the traceback).
+"""
 import argparse
 import itertools
 import json
@@ -13,38 +16,80 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from nemo_asr.inference import beam_search  # noqa: E402
+from nemo_asr.inference import beam_decoder, beam_search  # noqa: E402
 from nemo_asr.metrics import word_error_rate  # noqa: E402
+from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
+
+SAVED_KEYS = ("log_probs", "references", "labels")
 
 
-def grid(spec):
+def grid(spec, flag):
     start, stop, step = spec
+    if step <= 0 or stop < start:
+        raise UserError(f"{flag} {start:g} {stop:g} {step:g}: give START <= STOP and a positive STEP")
     return [round(v, 4) for v in np.arange(start, stop + step / 2, step)]
 
 
+def load_saved(path, dataset):
+    """``(tag, {"log_probs", "references", "labels"})`` from a ``jasper_infer.py --save_logprobs`` file."""
+    if not os.path.isfile(path):
+        raise UserError(f"--logprobs {path} does not exist: write it with jasper_infer.py --save_logprobs")
+    try:
+        saved = torch.load(path, weights_only=False)
+    except Exception as err:
+        raise UserError(f"--logprobs {path} cannot be read ({type(err).__name__}: {err}); "
+                        "is it a file written by jasper_infer.py --save_logprobs?") from err
+    if not isinstance(saved, dict) or not saved or not all(
+            isinstance(v, dict) and all(k in v for k in SAVED_KEYS) for v in saved.values()):
+        raise UserError(f"--logprobs {path} is not a file written by jasper_infer.py --save_logprobs")
+    tag = dataset or next(iter(saved))
+    if tag not in saved:
+        raise UserError(f"--dataset {tag}: {path} holds {', '.join(saved)}")
+    return tag, saved[tag]
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(prog=os.path.basename(__file__), description=__doc__)
     parser.add_argument("--logprobs", required=True, help="file written by jasper_infer.py --save_logprobs")
-    parser.add_argument("--lm_path", required=True)
+    parser.add_argument("--lm_path", required=True, help="ARPA or KenLM binary model "
+                                                         "(needs pip install 'nemo-typed-modules[lm]')")
     parser.add_argument("--dataset", default=None, help="which saved dataset (default: the first)")
     parser.add_argument("--alpha", type=float, nargs=3, default=(0.0, 2.0, 0.5), metavar=("START", "STOP", "STEP"))
     parser.add_argument("--beta", type=float, nargs=3, default=(0.0, 2.0, 0.5), metavar=("START", "STOP", "STEP"))
     parser.add_argument("--beam_width", type=int, default=32)
     parser.add_argument("--num_cpus", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--output", default=None, help="write the grid as JSON")
+    add_debug_flag(parser)
     args = parser.parse_args(argv)
-    saved = torch.load(args.logprobs, weights_only=False)
-    tag = args.dataset or next(iter(saved))
-    if tag not in saved:
-        parser.error(f"{args.logprobs} holds {', '.join(saved)}, not {tag}")
-    data = saved[tag]
+    with one_line_errors(parser.prog, args.debug):
+        return tune(args)
+
+
+def tune(args):
+    from tqdm import tqdm
+
+    pairs = list(itertools.product(grid(args.alpha, "--alpha"), grid(args.beta, "--beta")))
+    if args.output:
+        folder = os.path.dirname(os.path.abspath(args.output))
+        if os.path.isdir(args.output) or not os.path.isdir(folder):
+            raise UserError(f"cannot write --output {args.output}: "
+                            f"{'it is a folder' if os.path.isdir(args.output) else f'folder {folder} does not exist'}")
+    tag, data = load_saved(args.logprobs, args.dataset)
+    # one decoder (the LM loads once); each grid point only changes its weights
+    decoder = beam_decoder(data["labels"], args.lm_path, args.beam_width, pairs[0][0], pairs[0][1],
+                           num_cpus=args.num_cpus)
     results = []
-    for alpha, beta in itertools.product(grid(args.alpha), grid(args.beta)):
-        texts = beam_search(data["log_probs"], data["labels"], args.lm_path, args.beam_width, alpha, beta,
-                            num_cpus=args.num_cpus)
-        wer = word_error_rate(texts, data["references"])[0]
-        results.append({"alpha": alpha, "beta": beta, "wer": wer})
-        print(f"alpha {alpha:5.2f}  beta {beta:5.2f}  WER {wer * 100:6.2f}%", flush=True)
+    try:
+        for alpha, beta in tqdm(pairs, desc="alpha/beta grid", unit="pair", disable=None):
+            decoder.set_weights(alpha, beta)
+            texts = beam_search(data["log_probs"], data["labels"], args.lm_path, args.beam_width, alpha, beta,
+                                decoder=decoder, progress=False)
+            wer = word_error_rate(texts, data["references"])[0]
+            results.append({"alpha": alpha, "beta": beta, "wer": wer})
+            tqdm.write(f"alpha {alpha:5.2f}  beta {beta:5.2f}  WER {wer * 100:6.2f}%", file=sys.stdout)
+            sys.stdout.flush()
+    finally:
+        decoder.close()
     best = min(results, key=lambda r: r["wer"])
     print(f"best: alpha {best['alpha']}, beta {best['beta']}, WER {best['wer'] * 100:.2f}% on {tag}")
     if args.output:

@@ -10,6 +10,12 @@ SCRIPTS = os.path.join(REPO, "tests", "scripts")
 
 
 @pytest.fixture(autouse=True)
+def _export_cache(monkeypatch, tmp_path_factory):
+    """Exported models are cached under the test run's temporary folder, never in ~/.cache."""
+    monkeypatch.setenv("NEMO_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "exports"))
+
+
+@pytest.fixture(autouse=True)
 def _cpu_defaults():
     """Each test starts with CPU placement and no factory defaults left behind."""
     from nemo_core import runtime

@@ -1,4 +1,7 @@
+import io
 import os
+import re
+import sys
 
 import pytest
 import torch
@@ -59,3 +62,71 @@ def test_pruning_and_errors(tmp_path):
     with pytest.raises(ValueError, match="Cannot load language model .*bad.arpa"):
         BeamSearchDecoderWithLM(LABELS, 4, 1.0, 0.0, lm_path=str(tmp_path / "bad.arpa"))
     assert nemo_asr.word_error_rate(["hot"], ["hot"])[0] == 0.0
+
+
+class FakeTerminal(io.StringIO):
+    """stderr that says it is a terminal, so tqdm (``disable=None``) draws its bar into it."""
+
+    def isatty(self):
+        return True
+
+
+def test_beam_words_and_frames_describe_the_beam_text_not_the_greedy_one():
+    from nemo_asr.inference import beam_decoder, beam_search_with_words
+    from nemo_asr.parts.ctc_offsets import word_offsets
+
+    greedy = word_offsets(AMBIGUOUS[0].argmax(-1).tolist(), LABELS, 0.02)
+    assert [w["word"] for w in greedy] == ["hat"]  # what the greedy alignment says
+    decoder = beam_decoder(LABELS, LM, beam_width=8, alpha=1.0, beta=0.0)
+    (beams,) = decoder.decode(AMBIGUOUS, torch.tensor([5]), word_frames=True)
+    assert beams[0][1] == "hot" and beams[0][2] == [("hot", 0, 5)]
+    two = frames([{"h": 0.9}, {"o": 0.9}, {"t": 0.9}, {" ": 0.9}, {"_": 0.9}, {"h": 0.9}, {"a": 0.9},
+                  {"t": 0.9}, {"t": 0.9}, {"_": 0.9}])
+    best = beam_search_with_words([AMBIGUOUS[0], two], decoder, frame_seconds=0.04, progress=False)
+    assert best[0] == ("hot", [{"word": "hot", "start": 0.0, "end": 0.2}])
+    text, words = best[1]
+    assert [w["word"] for w in words] == text.split() == ["hot", "hot"]  # the LM wins over "hat" here too
+    # frames 5..9, the repeated t included (pyctcdecode may start a word on the blank before it: merged beams)
+    assert 0.16 <= words[1]["start"] <= 0.2 and words[1]["end"] == 0.36
+
+
+def test_set_weights_equals_a_new_decoder_and_beam_search_shows_progress(monkeypatch):
+    from nemo_asr.inference import beam_decoder, beam_search
+
+    batch = [AMBIGUOUS[0], AMBIGUOUS[0, :3]]
+    decoder = beam_decoder(LABELS, LM, beam_width=8, alpha=0.0, beta=0.0, num_cpus=2)
+    assert beam_search(batch, LABELS, LM, 8, 0.0, 0.0, decoder=decoder, progress=False) == ["hat", "ha"]
+    decoder.set_weights(1.0, 0.0)  # the forked workers must not keep the old weights
+    expected = beam_search(batch, LABELS, LM, 8, 1.0, 0.0, progress=False)
+    assert beam_search(batch, None, None, None, None, None, decoder=decoder, progress=False) == expected
+    decoder.close()
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    beam_search(batch, LABELS, None, 4, 0.0, 0.0)
+    assert "beam search:" in terminal.getvalue() and "/2 " in terminal.getvalue()
+
+
+@pytest.mark.parametrize("missing", ["kenlm", "pyctcdecode"])
+def test_missing_lm_packages_name_the_extra(monkeypatch, missing):
+    from nemo_core.utils.cli import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, missing, None)  # import fails as if not installed
+    with pytest.raises(MissingExtraError, match=re.escape(f"{missing!r} package") + r".*\[lm\]'"):
+        BeamSearchDecoderWithLM(LABELS, 4, 1.0, 0.0, lm_path=LM)
+
+
+def test_decoder_module_imports_without_lm_packages(monkeypatch):
+    """``nemo_asr.BeamSearchDecoderWithLM`` can be exported unconditionally: the module's code
+    runs without kenlm and pyctcdecode, and only constructing the decoder names the extra."""
+    import importlib.util
+
+    from nemo_core.utils.cli import MissingExtraError
+
+    monkeypatch.setitem(sys.modules, "kenlm", None)
+    monkeypatch.setitem(sys.modules, "pyctcdecode", None)
+    path = os.path.join(REPO, "nemo_asr", "beam_search_decoder.py")
+    spec = importlib.util.spec_from_file_location("nemo_asr._beam_search_decoder_fresh", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # a fresh run of the module's code with both packages missing
+    with pytest.raises(MissingExtraError, match=re.escape("pip install 'nemo-typed-modules[lm]'")):
+        module.BeamSearchDecoderWithLM(LABELS, 4, 0.0, 0.0)

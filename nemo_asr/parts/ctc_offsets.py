@@ -1,4 +1,6 @@
-"""Word timings from a greedy CTC alignment."""
+"""Word timings in seconds: from a greedy CTC alignment (``word_offsets``) or
+from the per-word frame spans a beam search reports (``words_from_frames``).
+Either way the words are those of the text they come with."""
 
 
 def word_offsets(frame_labels, labels, frame_seconds, blank=None, space=" "):
@@ -32,3 +34,10 @@ def word_offsets(frame_labels, labels, frame_seconds, blank=None, space=" "):
     if current:
         words.append({"word": "".join(current), "start": start * frame_seconds, "end": end * frame_seconds})
     return [dict(w, start=round(w["start"], 3), end=round(w["end"], 3)) for w in words]
+
+
+def words_from_frames(word_frames, frame_seconds):
+    """``[{"word", "start", "end"}]`` (seconds) from ``[(word, first_frame, end_frame)]`` (end exclusive),
+    e.g. ``BeamSearchDecoderWithLM.decode(..., word_frames=True)``'s spans of its best beam."""
+    return [{"word": word, "start": round(start * frame_seconds, 3), "end": round(end * frame_seconds, 3)}
+            for word, start, end in word_frames]

@@ -13,6 +13,7 @@ as lmplz does it) for small corpora, written out as an ARPA file.
   gamma(h) = (D1 N1(h.) + D2 N2(h.) + D3 N3+(h.)) / a(h.);
   unigrams interpolate with a uniform distribution over the vocabulary
   (including ``<unk>``, excluding ``<s>``).
+
 The ARPA file stores the interpolated log10 p and log10 gamma as backoff.
 """
 import collections
@@ -20,6 +21,12 @@ import math
 
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
+
+
+class NgramError(ValueError):
+    """A language model cannot be estimated from what was given; the message says why."""
+
+    user_error = True  # one line on the command line (nemo_core.utils.cli)
 
 
 def _discounts(adjusted_counts):
@@ -35,12 +42,20 @@ def _discounts(adjusted_counts):
 
 
 class KneserNeyLM:
-    def __init__(self, sentences, order=3):
+    """``sentences``: lists of words. ``progress``: a tqdm bar (on stderr, when it is a terminal)
+    while n-grams are counted and while the ARPA file is written."""
+
+    def __init__(self, sentences, order=3, progress=False):
         if order < 2:
-            raise ValueError("order must be at least 2 (KenLM cannot load unigram-only models)")
+            raise NgramError(f"n-gram order {order}: must be at least 2 (KenLM cannot load unigram-only models)")
+        from tqdm import tqdm
+
         self.order = order
+        self.progress = progress
         raw = [collections.Counter() for _ in range(order + 1)]
-        for words in sentences:
+        total = len(sentences) if hasattr(sentences, "__len__") else None
+        for words in tqdm(sentences, desc="counting n-grams", unit=" sentences", total=total, leave=False,
+                          disable=None if progress else True):
             if not words:
                 continue
             padded = [BOS] + list(words) + [EOS]
@@ -48,7 +63,7 @@ class KneserNeyLM:
                 for i in range(len(padded) - n + 1):
                     raw[n][tuple(padded[i:i + n])] += 1
         if not raw[1]:
-            raise ValueError("No text to estimate a language model from")
+            raise NgramError("No text to estimate a language model from (every sentence is empty)")
         # adjusted counts
         self.adjusted = [None] * (order + 1)
         self.adjusted[order] = dict(raw[order])
@@ -99,7 +114,11 @@ class KneserNeyLM:
             context = context[1:]
 
     def write_arpa(self, path):
-        with open(path, "w", encoding="utf-8") as out:
+        from tqdm import tqdm
+
+        bar = tqdm(total=sum(len(self.prob[n]) for n in range(1, self.order + 1)), desc="writing ARPA",
+                   unit=" n-grams", leave=False, disable=None if self.progress else True)
+        with bar, open(path, "w", encoding="utf-8") as out:
             out.write("\\data\\\n")
             counts = [len(self.prob[n]) + (1 if n == 1 else 0) for n in range(1, self.order + 1)]
             for n, count in enumerate(counts, 1):
@@ -116,5 +135,6 @@ class KneserNeyLM:
                     if n < self.order and gram in self.backoff[n]:
                         line += f"\t{math.log10(self.backoff[n][gram]):.7f}"
                     out.write(line + "\n")
+                bar.update(len(self.prob[n]))
             out.write("\n\\end\\\n")
         return path

@@ -72,11 +72,13 @@ def _is_known(err):
     """Errors of this framework whose messages are written for users."""
     from ..checkpointing import CheckpointError
     from ..graph import GraphError
+    from ..neural_module import StateDictMismatchError
     from ..neural_types.errors import NeuralTypeError
     from ..actions.guard import NonFiniteTrainingError
     from .config_io import ConfigSerializationError
 
-    known = (CheckpointError, GraphError, NeuralTypeError, NonFiniteTrainingError, ConfigSerializationError)
+    known = (CheckpointError, GraphError, NeuralTypeError, NonFiniteTrainingError, ConfigSerializationError,
+             StateDictMismatchError)
     return isinstance(err, known) or getattr(err, "user_error", False)
 
 
