@@ -98,8 +98,9 @@ def test_optimizer_instance_lr_policy_and_errors():
     import math
 
     assert lrs[-1] == pytest.approx(0.001 * 0.5 * (1 + math.cos(math.pi * 14 / 15)))  # step 15 of 16
-    with pytest.raises(ValueError, match="Unknown optimizer 'lamb'; valid optimizers: novograd, sgd, adam, adamw"):
-        nf.train([loss], optimizer="lamb", optimization_params={"max_steps": 1, "lr": 0.1})
+    with pytest.raises(ValueError, match="Unknown optimizer 'adagrad'; valid optimizers: novograd, sgd, adam, adamw, "
+                                         "adam_w, lamb"):
+        nf.train([loss], optimizer="adagrad", optimization_params={"max_steps": 1, "lr": 0.1})
     with pytest.raises(ValueError, match="num_epochs or max_steps"):
         nf.train([loss], optimization_params={"lr": 0.1})
     with pytest.raises(ValueError, match="Bad optimization_params for sgd.*momentum"):
