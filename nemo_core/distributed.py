@@ -5,6 +5,7 @@ Works with ``python -m torch.distributed.launch`` (``--local-rank=N`` or
 ``--local_rank N`` plus env vars) and ``torchrun`` (env ``LOCAL_RANK``,
 ``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT``, incl. c10d rendezvous).
 """
+import atexit
 import datetime
 import os
 
@@ -58,6 +59,7 @@ class DistributedContext:
             backend=backend, init_method="env://", rank=rank, world_size=world_size,
             timeout=datetime.timedelta(seconds=timeout_s),
         )
+        atexit.register(_destroy_process_group)
         return cls(rank, world_size, local_rank, backend)
 
     @property
@@ -108,6 +110,14 @@ class DistributedContext:
     def barrier(self):
         if self.is_active:
             dist.barrier()
+
+
+def _destroy_process_group():
+    """Tear down the process group this module created before the interpreter exits; left to
+    interpreter teardown, gloo's threads sometimes abort the process ("terminate called without an
+    active exception", SIGABRT) after a run that finished fine."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _predivide_allreduce_hook(world_size, bucket):
