@@ -139,7 +139,9 @@ class Recognizer:
 
         Without ``runner`` the framework's infer action runs the DAG (restoring
         the set in ``load_dir`` whose file names contain ``ckpt_pattern``); with
-        one, batches go through that backend instead. ``verbose``: a progress
+        one, batches go through that backend instead. Under ``torchrun`` each
+        rank recognises one contiguous block of the manifest and every rank
+        gets all results, in manifest order. ``verbose``: a progress
         bar over batches on a terminal. ``check_audio=False`` skips the data
         layer's header pass (for manifests already checked).
         """
@@ -150,16 +152,16 @@ class Recognizer:
         else:
             from tqdm import tqdm
 
-            log_probs, lengths, predictions, transcripts, transcript_lengths = [], [], [], [], []
-            loader = layer.make_dataloader(training=False)
+            batches = []
+            loader = layer.make_dataloader(training=False, distributed=nf.distributed)  # this rank's block
             for audio, audio_len, transcript, transcript_len in tqdm(loader, desc="infer", unit="batch", leave=False,
                                                                      disable=None if verbose else True):
                 lp, n = runner(audio, audio_len)
-                log_probs.append(lp)
-                lengths.append(n)
-                predictions.append(self.greedy(log_probs=lp, log_probs_length=n))
-                transcripts.append(transcript)
-                transcript_lengths.append(transcript_len)
+                batches.append((lp, n, self.greedy(log_probs=lp, log_probs_length=n), transcript, transcript_len))
+            if nf.distributed.is_active:  # every rank gets all batches, in data-set order
+                batches = [b for rank in nf.distributed.all_gather_objects(batches) for b in rank]
+            columns = list(zip(*batches)) or [()] * 5
+            log_probs, lengths, predictions, transcripts, transcript_lengths = (list(c) for c in columns)
         utterance_log_probs, frame_labels = [], []
         for lp, n, pred in zip(log_probs, lengths, predictions):
             for i in range(lp.shape[0]):

@@ -18,6 +18,10 @@ and, in json/manifest output, an entry with an ``error`` field and no
 that produced the text: the greedy CTC alignment, or with ``--lm_path`` the
 beam search's own word frames.
 
+Under ``torchrun --nproc_per_node=N`` (one or several nodes) each process
+recognises one contiguous block of the inputs and rank 0 writes the merged
+output, in input order.
+
 Exit status: 0 when every input was transcribed; 1 after an error (one stderr
 line, ``--debug`` shows the traceback) or when any input file failed.
 """
@@ -224,9 +228,10 @@ def run(args):
     recognizer.check_checkpoints(args.load_dir, args.ckpt_pattern)
 
     inputs = read_inputs(args.audio, args.manifest)
-    usable = check_inputs(inputs)
+    usable = check_inputs(inputs)  # every rank checks every input, so all ranks agree on what to recognise
+    main_rank = int(os.environ.get("RANK", "0")) == 0
     for item in inputs:
-        if item.error is not None:
+        if item.error is not None and main_rank:
             print(f"{PROG}: error: {item.describe()}", file=sys.stderr, flush=True)
     texts, words = [], [] if args.offsets else None
     if usable:
@@ -255,6 +260,8 @@ def run(args):
                 words = [word_offsets(frames, recognizer.labels, recognizer.frame_seconds)
                          for frames in result["frame_labels"]]
     records = records_for(inputs, texts, words)
+    if not main_rank:  # under torchrun, rank 0 writes the merged output
+        return records
     if args.output == "-":
         write_records(records, args.output_format, sys.stdout)
         sys.stdout.flush()

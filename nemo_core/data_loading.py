@@ -19,7 +19,13 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
 
 class ShardedSampler(DistributedSampler):
-    """A ``DistributedSampler`` that can skip ahead and can leave shards unpadded."""
+    """A ``DistributedSampler`` that can skip ahead and can leave shards unpadded.
+
+    Unpadded (evaluation and inference: ``pad=False``, no ``drop_last``),
+    every sample is read exactly once and each rank reads one contiguous
+    block, so results gathered in rank order come back in data-set order.
+    Training shards are strided and padded, as ``DistributedSampler``'s.
+    """
 
     def __init__(self, dataset, num_replicas=1, rank=0, shuffle=True, seed=0,
                  drop_last=False, pad=True, lengths=None, window=0):
@@ -29,10 +35,10 @@ class ShardedSampler(DistributedSampler):
         self.skip = 0
         self.lengths = lengths
         self.window = int(window)
-        if not pad and not drop_last:
-            total = len(dataset)
-            self.num_samples = len(range(rank, total, num_replicas))
-            self.total_size = total
+        self.contiguous = not pad and not drop_last
+        if self.contiguous:
+            self.total_size = len(dataset)
+            self.num_samples = len(range(*self._block(self.total_size)))
 
     def __iter__(self):
         n = len(self.dataset)
@@ -47,7 +53,10 @@ class ShardedSampler(DistributedSampler):
         elif self.pad and self.total_size > n:
             repeats = math.ceil((self.total_size - n) / max(n, 1))
             indices += (indices * repeats)[: self.total_size - n]
-        shard = indices[self.rank: self.total_size: self.num_replicas]
+        if self.contiguous:  # rank r holds the r-th block: gathering in rank order restores data-set order
+            shard = indices[slice(*self._block(n))]
+        else:
+            shard = indices[self.rank: self.total_size: self.num_replicas]
         if self.lengths is not None and self.window > 1:
             lengths = self.lengths
             shard = [i for start in range(0, len(shard), self.window)
@@ -56,6 +65,12 @@ class ShardedSampler(DistributedSampler):
 
     def __len__(self):
         return max(self.num_samples - self.skip, 0)
+
+    def _block(self, n):
+        """``(start, stop)`` of this rank's contiguous block of ``n`` samples (sizes differ by at most one)."""
+        base, extra = divmod(n, self.num_replicas)
+        start = self.rank * base + min(self.rank, extra)
+        return start, start + base + (1 if self.rank < extra else 0)
 
 
 class RecordingBatchSampler(BatchSampler):
