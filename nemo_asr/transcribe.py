@@ -249,6 +249,8 @@ def run(args):
                                       os.path.join(folder, "inputs.json"))
             result = recognizer.run(nf, manifest, args.batch_size, args.load_dir, verbose=True, runner=runner,
                                     ckpt_pattern=args.ckpt_pattern, check_audio=False)
+        if not main_rank:  # under torchrun rank 0 decodes and writes the merged output; failures agree
+            return records_for(inputs, [""] * len(usable))
         if decoder is not None:
             best = beam_search_with_words(result["log_probs"], decoder, recognizer.frame_seconds)
             texts = [text for text, _ in best]
@@ -260,7 +262,7 @@ def run(args):
                 words = [word_offsets(frames, recognizer.labels, recognizer.frame_seconds)
                          for frames in result["frame_labels"]]
     records = records_for(inputs, texts, words)
-    if not main_rank:  # under torchrun, rank 0 writes the merged output
+    if not main_rank:  # nothing was usable: rank 0 writes the (error-only) output
         return records
     if args.output == "-":
         write_records(records, args.output_format, sys.stdout)

@@ -160,6 +160,26 @@ def test_bad_input_gets_the_right_status_and_reason(server, data, status, words)
     assert words in body["error"]
 
 
+def test_very_short_audio_is_transcribed_not_a_500(server):
+    code, body, _ = post(server.url("/v1/transcribe"), wav_bytes(np.full(200, 0.01, dtype=np.float32), 16000))
+    assert code == 200 and body["duration"] == pytest.approx(200 / 16000, abs=1e-3)
+
+
+def test_audio_that_would_decode_huge_is_refused(server):
+    """Silence at 384 kHz is tiny as FLAC but large once decoded: refused from its header."""
+    huge = np.zeros((384000 * 2, 2), dtype=np.float32)
+    code, body, _ = post(server.url("/v1/transcribe"), wav_bytes(huge, 384000, fmt="FLAC"))
+    assert code == 415 and "at most 192000 Hz and 8 channels" in body["error"]
+
+
+def test_multipart_without_a_file_field_is_a_400(server):
+    boundary = "b0undary"
+    body = f"--{boundary}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhello\r\n--{boundary}--\r\n"
+    code, result, _ = post(server.url("/v1/transcribe"), body.encode(),
+                           {"Content-Type": f"multipart/form-data; boundary={boundary}"})
+    assert code == 400 and "field 'file'" in result["error"]
+
+
 def test_oversized_body_is_refused_before_it_is_read(server):
     """A declared Content-Length over the limit gets 413 at once; a chunked body is cut off at the limit."""
     import http.client

@@ -148,3 +148,35 @@ def test_api_keys_from_file_and_environment(tmp_path, monkeypatch):
     keys.write_text("# team keys\nalpha\n\nbeta\n")
     monkeypatch.setenv("NEMO_SERVE_API_KEYS", "gamma, delta")
     assert api_keys(str(keys)) == ["gamma", "delta", "alpha", "beta"]
+
+
+def test_batcher_forgets_timed_out_requests_and_answers_everything_on_close():
+    """A request that timed out leaves the queue at once; close() answers whatever still waits."""
+    import asyncio
+
+    from nemo_asr.serve.batcher import DynamicBatcher, QueueFullError
+
+    release = threading.Event()
+
+    def run_batch(items):
+        release.wait(10)
+        return items
+
+    async def scenario():
+        batcher = DynamicBatcher(run_batch, max_batch_size=1, max_wait_ms=0, max_queue=2)
+        batcher.start()
+        busy = asyncio.ensure_future(batcher.submit("first", 1))
+        await asyncio.sleep(0.05)  # the worker is now inside run_batch
+        for name in ("a", "b"):
+            with pytest.raises(asyncio.TimeoutError):
+                await asyncio.wait_for(batcher.submit(name, 1), 0.05)
+        assert batcher.depth == 0  # both left the queue although the worker is still busy
+        waiting = asyncio.ensure_future(batcher.submit("c", 1))  # room again: not refused
+        await asyncio.sleep(0.01)
+        release.set()
+        assert await busy == "first" and await waiting == "c"
+        await batcher.close()
+        with pytest.raises(QueueFullError, match="shutting down"):
+            await batcher.submit("late", 1)
+
+    asyncio.run(scenario())

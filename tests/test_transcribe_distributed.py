@@ -53,3 +53,16 @@ def test_two_processes_write_one_merged_output_in_manifest_order(tmp_path, manif
     assert sharded == single
     assert [("error" in r) for r in sharded] == [i in (3, 7) for i in range(11)]
     assert all(r["pred_text"].strip() for r in sharded if "error" not in r)
+
+
+def test_unpadded_shards_are_contiguous_blocks_in_rank_order():
+    """Inference shards: each sample once, rank r holds the r-th block (so rank-order gathering = data order)."""
+    from nemo_core.data_loading import ShardedSampler
+
+    for n in range(0, 11):
+        for world in range(1, 6):
+            shards = [list(ShardedSampler(list(range(n)), world, rank, shuffle=False, pad=False)) for rank in range(world)]
+            assert [i for shard in shards for i in shard] == list(range(n)), (n, world)
+            assert max(map(len, shards)) - min(map(len, shards)) <= 1
+            assert [len(ShardedSampler(list(range(n)), world, r, shuffle=False, pad=False)) for r in range(world)] \
+                == list(map(len, shards))

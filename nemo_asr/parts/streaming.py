@@ -115,6 +115,7 @@ class BufferedCTCStream:
         self.labels, self.scores = [], []  # per committed frame
         self.tentative = []  # best labels of the newest window's uncommitted frames (for partials)
         self._previewed = 0  # samples seen by the last preview window
+        self._ids, self._last = [], blank  # collapsed label ids of the committed frames, and the last frame's label
         self.finished = False
 
     @property
@@ -180,8 +181,13 @@ class BufferedCTCStream:
         offset = window.keep_from - window.start
         keep_to = log_probs.shape[0] if window.keep_to is None else window.keep_to - window.start
         labels, scores = greedy_labels(log_probs)
-        self.labels.extend(labels[offset:keep_to])
+        kept = labels[offset:keep_to]
+        self.labels.extend(kept)
         self.scores.extend(scores[offset:keep_to])
+        for label in kept:  # the collapsed text grows with the commits: partials cost O(new frames)
+            if label != self._last and label != self.blank:
+                self._ids.append(label)
+            self._last = label
         self.tentative = labels[keep_to:]
         drop = max(0, (self.committed - self.left) * self.frame_samples - self._audio_start)
         if drop:  # audio older than any future window's left context is not needed again
@@ -190,5 +196,11 @@ class BufferedCTCStream:
 
     def text(self, labels, tentative=False):
         """Greedy text of the committed frames (plus the newest window's right context with ``tentative``)."""
-        frames = self.labels + (self.tentative if tentative else [])
-        return "".join(labels[i] for i in collapse(frames, self.blank))
+        ids = list(self._ids)
+        if tentative:
+            previous = self._last
+            for label in self.tentative:
+                if label != previous and label != self.blank:
+                    ids.append(label)
+                previous = label
+        return "".join(labels[i] for i in ids)

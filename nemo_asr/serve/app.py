@@ -25,6 +25,7 @@ import uuid
 
 import numpy as np
 from starlette.applications import Starlette
+from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 
@@ -34,6 +35,9 @@ from .metrics import ServiceMetrics
 _logger = logging.getLogger("nemo_asr.serve")
 _access = logging.getLogger("nemo_asr.serve.access")
 STATIC = os.path.join(os.path.dirname(__file__), "static")
+# decoded size is bounded by these and --max_audio_s: a small compressed upload cannot claim gigabytes
+MAX_SAMPLE_RATE = 192_000
+MAX_CHANNELS = 8
 
 
 class Settings:
@@ -71,6 +75,9 @@ def decode_audio(data, target_sr, max_seconds):
         raise RequestError(415, f"not an audio file libsndfile can read ({str(err).strip() or type(err).__name__})")
     if info.frames <= 0:
         raise RequestError(415, "the audio holds no samples")
+    if info.samplerate > MAX_SAMPLE_RATE or info.channels > MAX_CHANNELS:
+        raise RequestError(415, f"audio of {info.samplerate} Hz x {info.channels} channels is not accepted "
+                                f"(at most {MAX_SAMPLE_RATE} Hz and {MAX_CHANNELS} channels)")
     if info.frames / info.samplerate > max_seconds:
         raise RequestError(413, f"audio is {info.frames / info.samplerate:.1f} s long; this server accepts up to "
                                 f"{max_seconds:g} s per request (use the streaming endpoint for longer audio)")
@@ -98,6 +105,12 @@ def multipart_file(body, content_type):
     return chosen[0].get_payload(decode=True) or b""
 
 
+def _upload_to_waveform(body, content_type, sample_rate, max_seconds):
+    if content_type.startswith("multipart/form-data"):
+        body = multipart_file(body, content_type)
+    return decode_audio(body, sample_rate, max_seconds)
+
+
 def _flag(value):
     return str(value).lower() in ("1", "true", "yes", "on")
 
@@ -110,6 +123,7 @@ class SpeechService:
         self.metrics = ServiceMetrics()
         self.ready = False
         self.warm_up = warm_up
+        self.decoding = asyncio.Semaphore(os.cpu_count() or 1)
         self.batcher = DynamicBatcher(self._run_batch, self.settings.max_batch_size, self.settings.max_wait_ms,
                                       self.settings.max_queue,
                                       int(self.settings.max_batch_seconds * model.sample_rate),
@@ -184,12 +198,14 @@ async def transcribe(request):
     use_lm = _flag(request.query_params.get("lm", "false"))
     if use_lm and service.model.lm_decoder is None:
         raise RequestError(400, "lm=true but this server has no language model (start it with --lm_path)")
-    body = await read_body(request, service.settings.max_body_bytes)
+    try:
+        body = await read_body(request, service.settings.max_body_bytes)
+    except ClientDisconnect:
+        raise RequestError(499, "client disconnected during the upload") from None
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        body = multipart_file(body, content_type)
-    waveform = await asyncio.get_running_loop().run_in_executor(
-        None, decode_audio, body, service.model.sample_rate, service.settings.max_audio_s)
+    async with service.decoding:  # at most one decode per core at a time: bounded memory and CPU
+        waveform = await asyncio.get_running_loop().run_in_executor(
+            None, _upload_to_waveform, body, content_type, service.model.sample_rate, service.settings.max_audio_s)
     decoded = time.perf_counter()
     log_probs = await service.infer(waveform)
     inferred = time.perf_counter()
@@ -274,6 +290,9 @@ class AccessLogMiddleware:
         except RequestError as err:
             if status["sent"]:
                 raise
+            if err.status == 499:  # nobody to answer; counted and logged, without a traceback
+                status["code"] = 499
+                return
             await JSONResponse({"error": err.message}, status_code=err.status,
                                headers={**err.headers, "x-request-id": request_id})(scope, receive, send)
             status["code"] = err.status

@@ -42,6 +42,7 @@ class DynamicBatcher:
         self._worker = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nemo-serve-model")
         self.busy = False
+        self._closing = False
 
     @property
     def depth(self):
@@ -52,17 +53,27 @@ class DynamicBatcher:
         self._wake = asyncio.Event()
         self._worker = asyncio.get_running_loop().create_task(self._run(), name="nemo-serve-batcher")
 
-    async def close(self):
-        """Finish what is queued, then stop the worker and its thread."""
-        while self._waiting or self.busy:
+    async def close(self, timeout_s=60.0):
+        """Refuse new requests, finish what is queued (up to ``timeout_s``), then stop the worker and its thread.
+
+        Requests still waiting after that get ``QueueFullError``: each has its answer.
+        """
+        self._closing = True
+        deadline = time.perf_counter() + timeout_s
+        while (self._waiting or self.busy) and self._worker is not None and not self._worker.done() \
+                and time.perf_counter() < deadline:
             await asyncio.sleep(0.01)
+        for request in self._waiting:
+            if not request.future.done():
+                request.future.set_exception(QueueFullError("the server shut down before this request ran"))
+        self._waiting = []
         if self._worker is not None:
             self._worker.cancel()
             try:
                 await self._worker
             except asyncio.CancelledError:
                 pass
-        self._executor.shutdown(wait=True)
+        self._executor.shutdown(wait=False)
 
     async def submit(self, item, length):
         """The result for ``item`` (``length``: its size, for grouping); raises ``QueueFullError``."""
@@ -70,10 +81,18 @@ class DynamicBatcher:
             raise RuntimeError("DynamicBatcher.start() was not called")
         if len(self._waiting) >= self.max_queue:
             raise QueueFullError(f"{len(self._waiting)} requests are already waiting")
+        if self._closing:
+            raise QueueFullError("the server is shutting down")
         future = asyncio.get_running_loop().create_future()
-        self._waiting.append(_Request(item, length, future, time.perf_counter()))
+        request = _Request(item, length, future, time.perf_counter())
+        self._waiting.append(request)
+        future.add_done_callback(lambda _: self._forget(request))  # a timed-out request leaves the queue at once
         self._wake.set()
         return await future
+
+    def _forget(self, request):
+        if request.future.cancelled():
+            self._waiting = [r for r in self._waiting if r is not request]
 
     def _take_batch(self):
         self._waiting = [r for r in self._waiting if not r.future.done()]  # timed out or cancelled meanwhile

@@ -18,8 +18,9 @@ class ServingModel:
     samples per encoder frame (feature hop x encoder stride).
     """
 
-    def __init__(self, runner, labels, sample_rate, frame_samples, name="model", lm_decoder=None):
+    def __init__(self, runner, labels, sample_rate, frame_samples, name="model", lm_decoder=None, min_samples=512):
         self.runner, self.labels, self.sample_rate = runner, list(labels), int(sample_rate)
+        self.min_samples = int(min_samples)  # the STFT needs this many samples in the batch tensor
         self.frame_samples, self.name, self.lm_decoder = int(frame_samples), name, lm_decoder
         self.blank = len(self.labels)
         self.frame_seconds = self.frame_samples / self.sample_rate
@@ -28,12 +29,12 @@ class ServingModel:
     def from_recognizer(cls, recognizer, runner, name="model", lm_decoder=None):
         hop = recognizer.preprocessor.featurizer.hop_length
         return cls(runner, recognizer.labels, recognizer.sample_rate, hop * recognizer.encoder.total_stride,
-                   name=name, lm_decoder=lm_decoder)
+                   name=name, lm_decoder=lm_decoder, min_samples=recognizer.preprocessor.featurizer.n_fft)
 
     def infer_batch(self, waveforms):
         """Per-waveform log-probs ``(frames, classes)`` (float32, valid frames only)."""
         lengths = torch.tensor([len(w) for w in waveforms], dtype=torch.long)
-        batch = torch.zeros(len(waveforms), max(1, int(lengths.max())))
+        batch = torch.zeros(len(waveforms), max(self.min_samples, int(lengths.max())))  # short audio: zero tail
         for i, wave in enumerate(waveforms):
             batch[i, : len(wave)] = torch.as_tensor(wave, dtype=torch.float32)
         lengths = lengths.clamp(min=1)
