@@ -17,16 +17,13 @@ global gradient clipping: use the train loop's ``grad_norm_clip``.
 """
 import torch
 
+from .layerwise import LayerwiseOptimizer
 
-class Lamb(torch.optim.Optimizer):
+
+class Lamb(LayerwiseOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-6, weight_decay=0.01, bias_correction=True,
                  max_trust_ratio=None):
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid betas: {betas} (each must be in [0, 1))")
-        if eps < 0.0:
-            raise ValueError(f"Invalid epsilon: {eps}")
+        self.check_arguments(lr, betas, eps)
         if weight_decay < 0.0:
             raise ValueError(f"Invalid weight_decay: {weight_decay}")
         if max_trust_ratio is not None and max_trust_ratio <= 0:
@@ -34,24 +31,6 @@ class Lamb(torch.optim.Optimizer):
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         bias_correction=bias_correction, max_trust_ratio=max_trust_ratio)
         super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                if p.grad.is_sparse:
-                    raise RuntimeError("Lamb does not support sparse gradients")
-            by_device = {}
-            for p in params:
-                by_device.setdefault((p.device, p.dtype), []).append(p)
-            for same in by_device.values():
-                self._step_params(same, group)
-        return loss
 
     def _step_params(self, params, group):
         beta1, beta2 = group["betas"]

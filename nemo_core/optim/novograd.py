@@ -16,39 +16,16 @@ about half of Adam's. The step is vectorised with ``torch._foreach_*``.
 """
 import torch
 
+from .layerwise import LayerwiseOptimizer
 
-class Novograd(torch.optim.Optimizer):
+
+class Novograd(LayerwiseOptimizer):
     def __init__(self, params, lr=1e-3, betas=(0.95, 0.98), eps=1e-8, weight_decay=0.0,
                  grad_averaging=False, amsgrad=False):
-        if lr < 0.0:
-            raise ValueError(f"Invalid learning rate: {lr}")
-        if not 0.0 <= betas[0] < 1.0 or not 0.0 <= betas[1] < 1.0:
-            raise ValueError(f"Invalid betas: {betas}")
-        if eps < 0.0:
-            raise ValueError(f"Invalid epsilon: {eps}")
+        self.check_arguments(lr, betas, eps)
         defaults = dict(lr=lr, betas=tuple(betas), eps=eps, weight_decay=weight_decay,
                         grad_averaging=grad_averaging, amsgrad=amsgrad)
         super().__init__(params, defaults)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
-        for group in self.param_groups:
-            params = [p for p in group["params"] if p.grad is not None]
-            if not params:
-                continue
-            for p in params:
-                if p.grad.is_sparse:
-                    raise RuntimeError("Novograd does not support sparse gradients")
-            by_device = {}
-            for p in params:
-                by_device.setdefault((p.device, p.dtype), []).append(p)
-            for same in by_device.values():
-                self._step_params(same, group)
-        return loss
 
     def _step_params(self, params, group):
         beta1, beta2 = group["betas"]
