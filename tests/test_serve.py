@@ -205,6 +205,30 @@ def test_lm_without_a_language_model_is_a_client_error(server):
     assert code == 400 and "--lm_path" in body["error"]
 
 
+def test_lm_beam_search_returns_the_beams_own_words(model):
+    """lm=true: the text comes from beam search with the KenLM model, its words and times from that beam."""
+    import argparse
+
+    from nemo_asr.inference import Recognizer
+    from nemo_asr.serve.cli import lm_decoder_for
+
+    pytest.importorskip("kenlm")
+    args = argparse.Namespace(lm_path=os.path.join(HERE, "data", "lm", "hot_hat.arpa"), beam_width=8, alpha=2.0,
+                              beta=1.0)
+    recognizer = Recognizer(load_model_config(os.path.join(HERE, "data", "configs", "tiny_quartznet.yaml")))
+    with_lm = ServingModel(model.runner, model.labels, model.sample_rate, model.frame_samples,
+                           lm_decoder=lm_decoder_for(args, recognizer))
+    samples, rate = an4()
+    with Server(create_app(with_lm, Settings(), warm_up=False)) as running:
+        status, body, _ = post(running.url("/v1/transcribe?lm=true"), wav_bytes(samples, rate))
+    assert status == 200, body
+    assert [w["word"] for w in body["words"]] == body["text"].split()
+    assert body["text"] and body["text"] != offline(model, samples)["text"]  # not the greedy text
+    assert body["text"] == with_lm.decode(with_lm.infer_batch([samples])[0], use_lm=True)["text"]
+    for word in body["words"]:
+        assert 0 <= word["start"] < word["end"] <= body["duration"] + 0.05
+
+
 def test_health_ready_and_metrics(server):
     with urllib.request.urlopen(server.url("/healthz")) as response:
         assert json.loads(response.read()) == {"status": "ok"}

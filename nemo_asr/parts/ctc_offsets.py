@@ -3,15 +3,15 @@ from the per-word frame spans a beam search reports (``words_from_frames``).
 Either way the words are those of the text they come with."""
 
 
-def word_offsets(frame_labels, labels, frame_seconds, blank=None, space=" "):
-    """``[{"word", "start", "end"}]`` (seconds) from per-frame best labels.
+def word_spans(frame_labels, labels, blank=None, space=" "):
+    """``[(word, first_frame, end_frame)]`` (end exclusive) from per-frame best labels.
 
     A character spans the frames where it is emitted (repeats included); a
     word runs from its first character's first frame to the end of its last
     character's last frame. ``frame_labels`` must be cut to the valid frames.
     """
     blank = len(labels) if blank is None else blank
-    words, current, start, end, previous = [], [], None, None, blank
+    spans, current, start, end, previous = [], [], None, None, blank
     for frame, label in enumerate(frame_labels):
         if label == blank:
             previous = label
@@ -24,7 +24,7 @@ def word_offsets(frame_labels, labels, frame_seconds, blank=None, space=" "):
         previous = label
         if char == space:
             if current:
-                words.append({"word": "".join(current), "start": start * frame_seconds, "end": end * frame_seconds})
+                spans.append(("".join(current), start, end))
             current, start, end = [], None, None
             continue
         if not current:
@@ -32,8 +32,13 @@ def word_offsets(frame_labels, labels, frame_seconds, blank=None, space=" "):
         current.append(char)
         end = frame + 1
     if current:
-        words.append({"word": "".join(current), "start": start * frame_seconds, "end": end * frame_seconds})
-    return [dict(w, start=round(w["start"], 3), end=round(w["end"], 3)) for w in words]
+        spans.append(("".join(current), start, end))
+    return spans
+
+
+def word_offsets(frame_labels, labels, frame_seconds, blank=None, space=" "):
+    """``[{"word", "start", "end"}]`` (seconds) of the greedy alignment's words (``word_spans``)."""
+    return words_from_frames(word_spans(frame_labels, labels, blank, space), frame_seconds)
 
 
 def words_from_frames(word_frames, frame_seconds):

@@ -22,6 +22,8 @@ import math
 
 import torch
 
+from .ctc_offsets import word_spans, words_from_frames
+
 
 def greedy_labels(log_probs):
     """``(labels, scores)``: per-frame best label and its log-prob, as lists."""
@@ -29,9 +31,12 @@ def greedy_labels(log_probs):
     return labels.tolist(), scores.tolist()
 
 
-def collapse(frame_labels, blank):
-    """CTC greedy collapse: merge repeats, drop blanks; returns label ids."""
-    out, previous = [], blank
+def collapse(frame_labels, blank, previous=None):
+    """CTC greedy collapse: merge repeats, drop blanks; returns label ids.
+
+    ``previous``: the label of the frame before ``frame_labels`` (to continue a sequence), else blank.
+    """
+    out, previous = [], blank if previous is None else previous
     for label in frame_labels:
         if label != previous and label != blank:
             out.append(label)
@@ -42,43 +47,15 @@ def collapse(frame_labels, blank):
 def words_with_confidence(frame_labels, frame_scores, labels, frame_seconds, blank=None, space=" "):
     """``[{"word", "start", "end", "confidence"}]`` from a greedy alignment.
 
-    Times follow ``ctc_offsets.word_offsets``: a word runs from its first
-    character's first frame to its last character's last frame. ``confidence``
-    is the geometric mean of the greedy path's posterior over those frames
-    (blanks between the word's characters included): the probability the
-    model gave, per frame, to the alignment that produced the word. It is a
-    model score, not a calibrated probability of the word being right.
+    Words and times are ``ctc_offsets.word_offsets``'. ``confidence`` is the
+    geometric mean of the greedy path's posterior over the word's frames
+    (blanks between its characters included): the probability the model
+    gave, per frame, to the alignment that produced the word. It is a model
+    score, not a calibrated probability of the word being right.
     """
-    blank = len(labels) if blank is None else blank
-    words, current, start, end, previous = [], [], None, None, blank
-
-    def close():
-        span = frame_scores[start:end]
-        words.append({"word": "".join(current), "start": round(start * frame_seconds, 3),
-                      "end": round(end * frame_seconds, 3),
-                      "confidence": round(math.exp(sum(span) / len(span)), 4)})
-
-    for frame, label in enumerate(frame_labels):
-        if label == blank:
-            previous = label
-            continue
-        if label == previous:
-            if current:
-                end = frame + 1
-            continue
-        previous = label
-        if labels[label] == space:
-            if current:
-                close()
-            current, start, end = [], None, None
-            continue
-        if not current:
-            start = frame
-        current.append(labels[label])
-        end = frame + 1
-    if current:
-        close()
-    return words
+    spans = word_spans(frame_labels, labels, blank, space)
+    return [dict(word, confidence=round(math.exp(sum(frame_scores[start:end]) / (end - start)), 4))
+            for word, (_, start, end) in zip(words_from_frames(spans, frame_seconds), spans)]
 
 
 class BufferedCTCStream:
@@ -184,10 +161,9 @@ class BufferedCTCStream:
         kept = labels[offset:keep_to]
         self.labels.extend(kept)
         self.scores.extend(scores[offset:keep_to])
-        for label in kept:  # the collapsed text grows with the commits: partials cost O(new frames)
-            if label != self._last and label != self.blank:
-                self._ids.append(label)
-            self._last = label
+        self._ids += collapse(kept, self.blank, self._last)  # the text grows with the commits: O(new frames)
+        if kept:
+            self._last = kept[-1]
         self.tentative = labels[keep_to:]
         drop = max(0, (self.committed - self.left) * self.frame_samples - self._audio_start)
         if drop:  # audio older than any future window's left context is not needed again
@@ -196,11 +172,5 @@ class BufferedCTCStream:
 
     def text(self, labels, tentative=False):
         """Greedy text of the committed frames (plus the newest window's right context with ``tentative``)."""
-        ids = list(self._ids)
-        if tentative:
-            previous = self._last
-            for label in self.tentative:
-                if label != previous and label != self.blank:
-                    ids.append(label)
-                previous = label
+        ids = self._ids + (collapse(self.tentative, self.blank, self._last) if tentative else [])
         return "".join(labels[i] for i in ids)

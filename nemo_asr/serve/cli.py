@@ -85,7 +85,7 @@ def load_model(args):
 
 
 def lm_decoder_for(args, recognizer):
-    """A function ``(log_probs, greedy labels, greedy scores, model) -> {"text", "words"}`` with beam search.
+    """A function ``(log_probs, frame_seconds) -> {"text", "words"}``: beam search with the LM.
 
     Word times come from the beam search's own word frames, so they describe
     the text returned; there is no per-word confidence for beam results.
@@ -98,13 +98,13 @@ def lm_decoder_for(args, recognizer):
     decoder = BeamSearchDecoderWithLM(recognizer.labels, args.beam_width, args.alpha, args.beta,
                                       lm_path=args.lm_path, num_cpus=1)
 
-    def decode(log_probs, labels, scores, model):
+    def decode(log_probs, frame_seconds):
         lengths = torch.tensor([log_probs.shape[0]])
         beams = decoder.decode(log_probs[None], lengths, word_frames=True)[0]
         if not beams:
             return {"text": "", "words": []}
         _, text, frames = beams[0]
-        return {"text": text, "words": words_from_frames(frames, model.frame_seconds)}
+        return {"text": text, "words": words_from_frames(frames, frame_seconds)}
 
     return decode
 

@@ -43,11 +43,11 @@ class ServingModel:
 
     def decode(self, log_probs, use_lm=False):
         """``{"text", "words"}`` for one utterance's log-probs; ``use_lm``: beam search with the LM."""
-        labels, scores = greedy_labels(log_probs)
         if use_lm:
             if self.lm_decoder is None:
                 raise ValueError("this server has no language model (start it with --lm_path)")
-            return self.lm_decoder(log_probs, labels, scores, self)
+            return self.lm_decoder(log_probs, self.frame_seconds)
+        labels, scores = greedy_labels(log_probs)
         text = "".join(self.labels[i] for i in collapse(labels, self.blank))
         return {"text": text, "words": words_with_confidence(labels, scores, self.labels, self.frame_seconds,
                                                              blank=self.blank)}
