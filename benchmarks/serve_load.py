@@ -14,8 +14,6 @@ import io
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,16 +28,11 @@ REPO = os.path.join(HERE, "..")
 sys.path.insert(0, REPO)
 
 from results_file import write_results  # noqa: E402
+from serve_process import ServerProcess  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(REPO, "tests", "data", "configs", "tiny_quartznet.yaml")
 DEFAULT_LOAD_DIR = os.path.join(REPO, "tests", "data", "serve_model")
 AN4 = os.path.join(REPO, "tests", "data", "an4_subset", "test_manifest.json")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def audio_bodies(manifest, limit=40):
@@ -58,32 +51,6 @@ def audio_bodies(manifest, limit=40):
         sf.write(buffer, samples, first[1], format="WAV", subtype="PCM_16")
         bodies.append((buffer.getvalue(), len(samples) / first[1]))
     return bodies
-
-
-class ServerProcess:
-    def __init__(self, args, max_batch_size):
-        self.port = free_port()
-        command = [sys.executable, "-m", "nemo_asr.serve.cli", "--model_config", args.model_config,
-                   "--load_dir", args.load_dir, "--port", str(self.port), "--max_batch_size", str(max_batch_size),
-                   "--max_wait_ms", str(args.max_wait_ms), "--max_queue", "1024", "--log_level", "warning"]
-        if args.threads:
-            command += ["--threads", str(args.threads)]
-        self.process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.DEVNULL)
-
-    def __enter__(self):
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/readyz", timeout=2) as response:
-                    if response.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.2)
-        raise RuntimeError("server did not become ready")
-
-    def __exit__(self, *exc):
-        self.process.terminate()
-        self.process.wait(60)
 
 
 def run_level(port, bodies, concurrency, max_requests, max_seconds):
@@ -142,7 +109,10 @@ def main(argv=None):
     bodies = audio_bodies(args.manifest)
     rows = []
     for label, batch in (("on", args.max_batch_size), ("off", 1)):
-        with ServerProcess(args, batch) as server:
+        extra = ["--max_batch_size", str(batch), "--max_wait_ms", str(args.max_wait_ms), "--max_queue", "1024"]
+        if args.threads:
+            extra += ["--threads", str(args.threads)]
+        with ServerProcess(REPO, args.model_config, args.load_dir, extra) as server:
             run_level(server.port, bodies, 2, 8, 10)  # warm the connection path
             for concurrency in args.concurrency:
                 row = run_level(server.port, bodies, concurrency, args.requests, args.seconds)

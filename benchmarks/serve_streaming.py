@@ -18,12 +18,9 @@ import argparse
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import threading
 import time
-import urllib.request
 
 import numpy as np
 import soundfile as sf
@@ -33,6 +30,7 @@ REPO = os.path.join(HERE, "..")
 sys.path.insert(0, REPO)
 
 from results_file import write_results  # noqa: E402
+from serve_process import ServerProcess  # noqa: E402
 
 DEFAULT_CONFIG = os.path.join(REPO, "tests", "data", "configs", "tiny_quartznet.yaml")
 DEFAULT_LOAD_DIR = os.path.join(REPO, "tests", "data", "serve_model")
@@ -134,22 +132,11 @@ def live_stream(port, pcm, results, frame_s=0.1):
 
 
 def live(args, data, levels):
-    port = free_port()
-    command = [sys.executable, "-m", "nemo_asr.serve.cli", "--model_config", args.model_config, "--load_dir",
-               args.load_dir, "--port", str(port), "--chunk_s", str(args.chunk_s), "--left_s", str(args.left_s),
-               "--right_s", str(args.right_s), "--log_level", "warning", "--max_batch_size", "32"]
-    server = subprocess.Popen(command, cwd=REPO, stderr=subprocess.DEVNULL)
+    extra = ["--chunk_s", str(args.chunk_s), "--left_s", str(args.left_s), "--right_s", str(args.right_s),
+             "--max_batch_size", "32"]
     rows = []
-    try:
-        deadline = time.time() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2):
-                    break
-            except OSError:
-                if time.time() > deadline:
-                    raise
-                time.sleep(0.2)
+    with ServerProcess(REPO, args.model_config, args.load_dir, extra) as server:
+        port = server.port
         for n in levels:
             results = []
             threads = [threading.Thread(target=live_stream, args=(port, data[i % len(data)][0], results))
@@ -169,16 +156,7 @@ def live(args, data, levels):
                   f"partials every {rows[-1]['partial_interval_mean_s'] or 0:.2f} s, kept up: {kept_up}", flush=True)
             if not kept_up:
                 break
-    finally:
-        server.terminate()
-        server.wait(60)
     return rows
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main(argv=None):
