@@ -21,8 +21,6 @@ Prints a markdown table and writes JSON.
 import argparse
 import json
 import os
-import platform
-import subprocess
 import tempfile
 import time
 
@@ -31,7 +29,7 @@ import soundfile as sf
 
 import nemo_asr
 from nemo_asr.parts.data_check import HEADER_THREADS, read_headers
-from results_file import write_results
+from results_file import cpu_model, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LABELS = [" "] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["'"]
@@ -86,16 +84,6 @@ def time_read_headers(folder, num_threads, evict=False):
     start = time.perf_counter()
     read_headers(paths, num_threads)
     return time.perf_counter() - start
-
-
-def cpu_model():
-    """``lscpu``'s "Model name" (``platform.processor()`` where lscpu is missing)."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return platform.processor() or "unknown"
-    names = [line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name")]
-    return names[0] if names else platform.processor() or "unknown"
 
 
 def time_passes(folder, manifest, num):

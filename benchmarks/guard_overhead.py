@@ -27,7 +27,7 @@ from nemo_asr.model_config import modules_from_config
 from nemo_core.actions import train as train_action
 from nemo_core.actions.guard import StepGuard
 from nemo_core.precision import Precision, StepOutcome, total_norm
-from results_file import write_results
+from results_file import cpu_model, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
@@ -130,22 +130,11 @@ def main(argv=None):
     for row in rows:
         print(f"| {row['config']} | {row['guarded_s']:.4f} | {row['unguarded_s']:.4f} | {row['ratio']:.3f} | "
               f"{row['guard_work_s'] * 1000:.2f} | {row['guard_work_share'] * 100:.2f} % |")
-    write_results(args.out, {"machine": {"cpu": _cpu_model(), "threads": torch.get_num_threads(),
+    write_results(args.out, {"machine": {"cpu": cpu_model(), "threads": torch.get_num_threads(),
                                          "torch": torch.__version__, "python": platform.python_version()},
                              "batch_size": 15, "data": "tests/data/an4_subset (30 real utterances)",
                              "method": "one run per model; pairs of steps alternate guarded/unguarded",
                              "rows": rows})
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 if __name__ == "__main__":

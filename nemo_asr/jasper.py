@@ -22,18 +22,23 @@ class JasperEncoder(TrainableNM):
     ``kernel_size_factor``, ``stride_last`` and ``residual_mode: stride_add``
     (see ``parts/jasper.py``); any other key raises ``JasperConfigError`` naming
     the block index and the key.
+
+    ``conv_impl``: ``"auto"`` (default) runs depthwise convolutions on CPU as
+    channels-last 2-D convolutions (several times faster, same weights and
+    outputs), ``"conv1d"`` always as ``nn.Conv1d``; see ``parts/jasper.py``'s
+    ``MaskedConv1d``.
     """
 
     def __init__(self, jasper, activation, feat_in, normalization_mode="batch", residual_mode="add",
                  norm_groups=-1, conv_mask=True, frame_splicing=1, init_mode="xavier_uniform",
-                 placement=None, name=None):
+                 conv_impl="auto", placement=None, name=None):
         super().__init__(placement=placement, name=name)
         self._feat_in = feat_in * frame_splicing
-        net = JasperEncoderNet(jasper, activation, feat_in, normalization_mode=normalization_mode,
-                               residual_mode=residual_mode, norm_groups=norm_groups, conv_mask=conv_mask,
-                               frame_splicing=frame_splicing, init_mode=init_mode)
-        self.encoder = net.encoder  # attribute name fixes the NGC key prefix "encoder."
-        self._out_channels = net.out_channels
+        # attribute name fixes the NGC key prefix "encoder."
+        self.encoder, self._out_channels = JasperEncoderNet.build_blocks(
+            jasper, activation, feat_in, normalization_mode=normalization_mode, residual_mode=residual_mode,
+            norm_groups=norm_groups, conv_mask=conv_mask, frame_splicing=frame_splicing, init_mode=init_mode,
+            conv_impl=conv_impl)
 
     @property
     def input_ports(self):
@@ -74,8 +79,7 @@ class JasperDecoderForCTC(TrainableNM):
     def __init__(self, feat_in, num_classes, init_mode="xavier_uniform", placement=None, name=None):
         super().__init__(placement=placement, name=name)
         self._feat_in, self._num_classes = feat_in, num_classes
-        head = CTCDecoderHead(feat_in, num_classes, init_mode)
-        self.decoder_layers = head.decoder_layers
+        self.decoder_layers = CTCDecoderHead.build_layers(feat_in, num_classes, init_mode)
 
     @property
     def num_classes(self):
