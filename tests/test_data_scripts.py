@@ -1,4 +1,5 @@
 """Data preparation scripts on small trees the tests write themselves."""
+import importlib.util
 import json
 import os
 import shutil
@@ -168,19 +169,26 @@ def test_demo_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     assert set(summary["eval"]) == {"dev_manifest", "test_manifest"}
 
 
-def test_demo_defaults_never_override_what_the_user_typed():
-    sys.path.insert(0, os.path.join(REPO, "examples", "asr"))
-    import quartznet
+def load_quartznet_script():
+    spec = importlib.util.spec_from_file_location("quartznet", os.path.join(REPO, "examples", "asr", "quartznet.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    parser = quartznet.build_parser()
-    typed = ["--amp_opt_level", "O0", "--lr_policy=CosineAnnealing", "--num_epo", "2"]
-    args = quartznet.apply_demo_defaults(parser.parse_args(typed), quartznet.given_on_command_line(parser, typed))
-    # typed values stand even where they equal the script's own defaults (O0, CosineAnnealing)
-    assert (args.amp_opt_level, args.lr_policy, args.num_epochs) == ("O0", "CosineAnnealing", 2)
-    assert (args.lr, args.batch_size, args.random_seed, args.bucketing) == (0.015, 16, 0, True)
-    # --lr names lr only, not --lr_policy which it prefixes
-    assert quartznet.given_on_command_line(parser, ["--lr", "0.02"]) == {"lr"}
+
+def test_demo_defaults_never_override_what_the_user_typed():
+    quartznet = load_quartznet_script()
+    parser, regular = quartznet.build_parser()
+    typed = ["--amp_opt_level", "O0", "--lr_policy=CosineAnnealing", "--num_epo", "2", "--lr", "0.02"]
+    args = quartznet.resolve_defaults(parser.parse_args(typed), regular, demo=True)
+    # typed values stand even where they equal the script's own defaults (O0, CosineAnnealing), abbreviated or not
+    assert (args.amp_opt_level, args.lr_policy, args.num_epochs, args.lr) == ("O0", "CosineAnnealing", 2, 0.02)
+    assert (args.batch_size, args.random_seed, args.bucketing, args.warmup_steps) == (16, 0, True, 200)
     assert args.model_config.endswith("quartznet_demo.yaml")
-    untyped = quartznet.apply_demo_defaults(parser.parse_args([]), set())
-    assert untyped.lr_policy == "SquareRootAnnealing" and untyped.num_epochs == 13
+    untyped = quartznet.resolve_defaults(parser.parse_args([]), regular, demo=True)
+    assert untyped.lr_policy == "SquareRootAnnealing" and untyped.num_epochs == 13 and untyped.lr == 0.015
     assert untyped.amp_opt_level == ("O1" if quartznet.demo_mixed_precision_pays() else "O0")
+    # with a dataset of one's own, the demo's schedule does not apply: jasper.py's defaults do
+    own = quartznet.resolve_defaults(parser.parse_args(["--train_dataset", "t.json"]), regular, demo=False)
+    assert own.model_config.endswith("quartznet15x5.yaml") and own.lr == regular["lr"] != 0.015
+    assert own.exp_name == regular["exp_name"] and own.bucketing == regular["bucketing"]

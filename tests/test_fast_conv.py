@@ -15,7 +15,9 @@ import pytest
 import torch
 
 import nemo_asr
-from nemo_asr.parts.jasper import Dropout, Frames, MaskedConv1d, cheap_keep_mask, get_same_padding
+from nemo_asr.parts.jasper import (
+    Dropout, Frames, MaskedConv1d, cheap_keep_mask, fold_batch_norms, get_same_padding, run_blocks,
+)
 
 CASES = [  # (channels, kernel, stride, dilation, frames)
     (24, 13, 1, 1, 57),
@@ -172,3 +174,21 @@ def test_dropout_module_is_repeatable_identity_in_eval_and_keeps_state_dict():
     assert layer(x) is x or torch.equal(layer(x), x)
     assert layer.state_dict() == {} and isinstance(layer, torch.nn.Dropout)
     assert torch.equal(Dropout(p=0.0)(x), x)
+
+
+def test_folding_batch_norms_keeps_eval_outputs_including_padding():
+    fast, _ = encoder_pair()
+    for module in fast.modules():  # non-trivial statistics and affine parameters
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.uniform_(-1, 1), module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(0.5, 1.5), module.bias.data.uniform_(-0.5, 0.5)
+    fast.eval()
+    folded = fold_batch_norms(fast.encoder)
+    assert not any(isinstance(m, torch.nn.BatchNorm1d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm1d) for m in fast.modules())  # the original is untouched
+    x, lengths = torch.randn(3, 16, 80), torch.tensor([80, 61, 33])
+    with torch.no_grad():
+        want, want_len = fast(audio_signal=x, length=lengths)
+        got, got_len = run_blocks(folded, x, lengths)
+    assert torch.equal(got_len, want_len)
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)

@@ -10,27 +10,48 @@ held-out dev set every epoch and on dev + test at the end.
 
 Every option of ``jasper.py`` applies.
 """
+import importlib.util
 import os
 import sys
 import time
 
+from nemo_asr.synthetic_speech import build_corpus
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
-sys.path.insert(0, os.path.join(HERE, "..", "..", "scripts"))
 
-import jasper  # noqa: E402
 
-DEMO = {"utterances": (3000, 200, 200), "num_epochs": 13, "batch_size": 16, "lr": 0.015, "warmup_steps": 200,
-        "beta1": 0.8, "lr_policy": "SquareRootAnnealing"}
+def _load_training_script():
+    """``examples/asr/jasper.py`` (the training command this one extends), loaded by path: no ``sys.path`` edits."""
+    spec = importlib.util.spec_from_file_location("jasper", os.path.join(HERE, "jasper.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+jasper = _load_training_script()
+
+DEMO_UTTERANCES = (3000, 200, 200)
+# the demo's model and CPU-sized schedule; each applies only where the option was not given
+DEMO_DEFAULTS = {"model_config": os.path.join(HERE, "configs", "quartznet_demo.yaml"), "exp_name": "quartznet_demo",
+                 "random_seed": 0, "bucketing": True, "num_epochs": 13, "batch_size": 16, "lr": 0.015,
+                 "warmup_steps": 200, "beta1": 0.8, "lr_policy": "SquareRootAnnealing", "amp_opt_level": None}
 
 
 def build_parser():
+    """``jasper.py``'s parser plus the demo's options, and the regular defaults of the options the demo sets.
+
+    The options of ``DEMO_DEFAULTS`` default to None ("not given"), so one
+    parse tells what the user typed, however abbreviated; ``resolve_defaults``
+    then fills them in from the demo's or the regular defaults.
+    """
     parser = jasper.build_parser(__doc__, default_config=os.path.join(HERE, "configs", "quartznet15x5.yaml"))
     parser.add_argument("--demo_data_dir", default=None,
                         help="where the demo corpus is cached (default: <work_dir>/demo_corpus)")
-    parser.add_argument("--demo_utterances", type=int, nargs=3, default=DEMO["utterances"],
+    parser.add_argument("--demo_utterances", type=int, nargs=3, default=DEMO_UTTERANCES,
                         metavar=("TRAIN", "DEV", "TEST"))
-    return parser
+    regular = {key: parser.get_default(key) for key in DEMO_DEFAULTS}
+    parser.set_defaults(**dict.fromkeys(DEMO_DEFAULTS))
+    return parser, regular
 
 
 def demo_mixed_precision_pays():
@@ -43,46 +64,28 @@ def demo_mixed_precision_pays():
     return torch.cuda.is_available() or cpu_has_native_bf16()
 
 
-def given_on_command_line(parser, argv):
-    """Destinations of the options the user typed (exact, ``--opt=value`` or
-    an abbreviation argparse accepts), so that demo defaults never override them."""
-    options = {option: action.dest for action in parser._actions for option in action.option_strings}
-    given = set()
-    for token in {token.split("=", 1)[0] for token in argv if token.startswith("--")}:
-        if token in options:  # an exact name wins over longer names it prefixes (--lr vs --lr_policy)
-            given.add(options[token])
-        else:
-            given.update(dest for option, dest in options.items() if option.startswith(token))
-    return given
-
-
-def apply_demo_defaults(args, given):
-    """The demo's model, CPU-sized schedule and precision, for every option not in ``given``."""
-    chosen = {"model_config": os.path.join(HERE, "configs", "quartznet_demo.yaml"), "exp_name": "quartznet_demo",
-              "random_seed": 0, "bucketing": True}
-    chosen.update((key, DEMO[key]) for key in ("num_epochs", "batch_size", "lr", "warmup_steps", "beta1", "lr_policy"))
-    if demo_mixed_precision_pays():
-        chosen["amp_opt_level"] = "O1"
-    for key, value in chosen.items():
+def resolve_defaults(args, regular, demo):
+    """Options left unset (None) take the demo's value in a demo run, else the regular default."""
+    chosen = dict(DEMO_DEFAULTS, amp_opt_level="O1" if demo_mixed_precision_pays() else regular["amp_opt_level"])
+    given = {key for key in DEMO_DEFAULTS if getattr(args, key) is not None}
+    for key in DEMO_DEFAULTS:
         if key not in given:
-            setattr(args, key, value)
-    why = ("given" if "amp_opt_level" in given else
-           "half precision in hardware here" if args.amp_opt_level == "O1" else "no half-precision hardware here")
-    print(f"Demo: {args.num_epochs} epochs, {args.lr_policy}, --amp_opt_level {args.amp_opt_level} ({why})", flush=True)
+            setattr(args, key, chosen[key] if demo else regular[key])
+    if demo:
+        why = ("given" if "amp_opt_level" in given else
+               "half precision in hardware here" if args.amp_opt_level == "O1" else "no half-precision hardware here")
+        print(f"Demo: {args.num_epochs} epochs, {args.lr_policy}, --amp_opt_level {args.amp_opt_level} ({why})",
+              flush=True)
     return args
 
 
-def demo_arguments(args, parser, argv):
-    """Fill in the demo: defaults the user did not give, then the (cached) corpus."""
-    import make_synthetic_speech
-
-    args = apply_demo_defaults(args, given_on_command_line(parser, argv))
+def demo_corpus(args):
+    """Build (rank 0) or wait for the cached demo corpus; point the run's datasets at it."""
     data_dir = args.demo_data_dir or os.path.join(args.work_dir, "demo_corpus")
     train, dev, test = args.demo_utterances
     started = time.perf_counter()
     if jasper.nemo_core.distributed.resolve_local_rank(args.local_rank) in (None, 0):
-        make_synthetic_speech.run(make_synthetic_speech.parse_args(
-            ["--output_dir", data_dir, "--train", str(train), "--dev", str(dev), "--test", str(test)]))
+        build_corpus(data_dir, train, dev, test)
     else:  # other ranks wait for rank 0's corpus
         while not os.path.exists(os.path.join(data_dir, "corpus.json")):
             time.sleep(1)
@@ -94,12 +97,13 @@ def demo_arguments(args, parser, argv):
 
 
 def main(argv=None):
-    parser = build_parser()
-    argv = sys.argv[1:] if argv is None else list(argv)
+    parser, regular = build_parser()
     args = parser.parse_args(argv)
+    demo = not args.train_dataset
+    args = resolve_defaults(args, regular, demo)
     with jasper.one_line_errors("quartznet.py", args.debug):
-        if not args.train_dataset:
-            args = demo_arguments(args, parser, argv)
+        if demo:
+            args = demo_corpus(args)
         if args.num_epochs is None and args.max_steps is None:
             args.num_epochs = 10
         started = time.perf_counter()

@@ -23,9 +23,12 @@ Block options of NeMo's later QuartzNet/Citrinet configs:
 - ``residual_mode: stride_add``: the residual 1x1 conv strides like the block,
   so a strided block can still add its input.
 """
+import copy
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 ACTIVATIONS = {
     "relu": nn.ReLU,
@@ -528,6 +531,31 @@ def run_blocks(blocks, audio_signal, length):
     for block in blocks:
         outputs, frames = block(outputs, frames)
     return outputs[-1], frames.lengths
+
+
+def fold_batch_norms(blocks):
+    """A copy of ``blocks`` for inference, with each BatchNorm folded into the convolution before it.
+
+    Every ``MaskedConv1d`` directly followed by a ``BatchNorm1d`` (in ``mconv``
+    and in residual branches) gets ``conv.weight * gamma / sqrt(var + eps)``
+    and a bias, and the norm becomes ``nn.Identity``: one pass over the
+    activations fewer per convolution, with the same outputs in eval mode
+    (padded frames included: the input is masked before the convolution, so
+    a padded frame gets the folded bias, which is what the norm gave it).
+    The copy is in eval mode and its state dict differs (biases, no norms), so
+    it is for inference and export, never for training or checkpoints.
+    """
+    folded = copy.deepcopy(blocks).eval()
+    for container in folded.modules():
+        if not isinstance(container, (nn.ModuleList, nn.Sequential)):
+            continue
+        layers = list(container)
+        for index, (layer, following) in enumerate(zip(layers, layers[1:])):
+            if (isinstance(layer, MaskedConv1d) and layer.heads == -1 and type(layer.conv) is nn.Conv1d
+                    and type(following) is nn.BatchNorm1d and following.track_running_stats):
+                layer.conv = fuse_conv_bn_eval(layer.conv, following)
+                container[index + 1] = nn.Identity()
+    return folded
 
 
 def masked_convs(blocks):
