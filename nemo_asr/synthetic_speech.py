@@ -101,7 +101,15 @@ HELD_OUT = {
 }
 
 
-def voices_for(split, engines):
+def voices_for(split, engines, holdout_engine=None):
+    """(engine, voice, variant) triples of ``split``. With ``holdout_engine`` the split is by engine instead:
+    every voice of the other engine trains, every voice of ``holdout_engine`` is dev and test (a voice family the
+    model never heard; measures robustness rather than accuracy)."""
+    if holdout_engine is not None:
+        everything = ([("espeak", v, var) for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS]
+                      + [("flite", v, "") for v in FLITE_VOICES])
+        held_out = split != "train"
+        return [v for v in everything if (v[0] == holdout_engine) == held_out and v[0] in engines]
     if split == "train":
         held_voices = {v for s in HELD_OUT.values() for v in s["espeak"][0]}
         held_variants = {v for s in HELD_OUT.values() for v in s["espeak"][1]}
@@ -158,8 +166,11 @@ def plan(args, engines):
     sizes = {"train": args.train, "dev": args.dev, "test": args.test}
     used, jobs = set(), []
     for split in ("test", "dev", "train"):  # held-out sentences first, then train avoids them
-        voices = voices_for(split, engines)
+        voices = voices_for(split, engines, args.holdout_engine)
         if not voices:
+            if args.holdout_engine:
+                raise UserError(f"No voices for the {split} split: --holdout_engine {args.holdout_engine} needs both "
+                                f"espeak-ng and flite installed and in --engines")
             raise UserError(f"No voices for the {split} split with engines {', '.join(engines)}; the held-out "
                             f"voices of dev and test are espeak-ng voices: install espeak-ng or include it in "
                             f"--engines")
@@ -172,7 +183,7 @@ def plan(args, engines):
             if split == "train":
                 engines_here = sorted({v[0] for v in voices})
                 engine = engines_here[0]
-                if len(engines_here) > 1:
+                if len(engines_here) > 1 and not args.holdout_engine:
                     engine = "flite" if rng.random() < args.flite_share else "espeak"
                 voice = rng.choice([v for v in voices if v[0] == engine])
             else:
@@ -190,6 +201,8 @@ def config_hash(args, engines):
     keys = dict(seed=args.seed, train=args.train, dev=args.dev, test=args.test, noise_prob=args.noise_prob,
                 flite_share=args.flite_share,
                 snr_db=list(args.snr_db), engines=engines, version=VERSION)
+    if args.holdout_engine:  # only when set, so the hash of every earlier corpus stays the same
+        keys["holdout_engine"] = args.holdout_engine
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -246,6 +259,9 @@ def parse_args(argv=None):
     parser.add_argument("--snr_db", type=float, nargs=2, default=(15.0, 40.0))
     parser.add_argument("--flite_share", type=float, default=0.1, help="share of training utterances from flite")
     parser.add_argument("--engines", nargs="+", default=["espeak", "flite"], choices=["espeak", "flite"])
+    parser.add_argument("--holdout_engine", default=None, choices=["espeak", "flite"],
+                        help="split by engine: train on the other engine's voices, dev/test on this one's "
+                             "(a robustness split; default: held-out espeak accents and variants)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     add_debug_flag(parser)
     return parser.parse_args(argv)

@@ -157,6 +157,15 @@ def test_synthetic_corpus_holds_out_voices_and_sentences(tmp_path):
     assert np.array_equal(sf.read(other / first)[0], sf.read(tmp_path / "corpus" / first)[0])
 
 
+@pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("flite")), reason="needs espeak-ng and flite")
+def test_engine_holdout_split_trains_on_one_engine_and_tests_on_the_other(tmp_path):
+    run("make_synthetic_speech.py", "--output_dir", tmp_path, "--train", 8, "--dev", 3, "--test", 3,
+        "--holdout_engine", "flite", "--workers", 2)
+    engines = {s: {r["voice"].split(":")[0] for r in rows(tmp_path / f"{s}_manifest.json")}
+               for s in ("train", "dev", "test")}
+    assert engines == {"train": {"espeak"}, "dev": {"flite"}, "test": {"flite"}}
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not HAVE_TTS, reason="needs espeak-ng or flite (scripts/install_system_deps.sh)")
 def test_demo_runs_end_to_end_on_a_tiny_corpus(tmp_path):

@@ -49,6 +49,9 @@ def build_parser():
                         help="where the demo corpus is cached (default: <work_dir>/demo_corpus)")
     parser.add_argument("--demo_utterances", type=int, nargs=3, default=DEMO_UTTERANCES,
                         metavar=("TRAIN", "DEV", "TEST"))
+    parser.add_argument("--demo_holdout_engine", default=None, choices=["espeak", "flite"],
+                        help="robustness split: train on the other synthesis engine, evaluate on this one "
+                             "(corpus cached in <work_dir>/demo_corpus_holdout_<engine>)")
     regular = {key: parser.get_default(key) for key in DEMO_DEFAULTS}
     parser.set_defaults(**dict.fromkeys(DEMO_DEFAULTS))
     return parser, regular
@@ -81,11 +84,13 @@ def resolve_defaults(args, regular, demo):
 
 def demo_corpus(args):
     """Build (rank 0) or wait for the cached demo corpus; point the run's datasets at it."""
-    data_dir = args.demo_data_dir or os.path.join(args.work_dir, "demo_corpus")
+    holdout = args.demo_holdout_engine
+    default_dir = "demo_corpus" + (f"_holdout_{holdout}" if holdout else "")
+    data_dir = args.demo_data_dir or os.path.join(args.work_dir, default_dir)
     train, dev, test = args.demo_utterances
     started = time.perf_counter()
     if jasper.nemo_core.distributed.resolve_local_rank(args.local_rank) in (None, 0):
-        build_corpus(data_dir, train, dev, test)
+        build_corpus(data_dir, train, dev, test, holdout_engine=holdout)
     else:  # other ranks wait for rank 0's corpus
         while not os.path.exists(os.path.join(data_dir, "corpus.json")):
             time.sleep(1)
