@@ -233,7 +233,7 @@ class Dropout(nn.Dropout):
     integer from torch's CPU generator gives four 15-bit uniforms
     (``cheap_keep_mask``), so an element is kept when its uniform is at least
     ``round(p * 2**15)``: the drop probability is ``p`` rounded to a multiple of
-    2**-15 (|error| <= 1.6e-5), kept values are scaled by the exact
+    2**-15 (absolute error at most 1.6e-5), kept values are scaled by the exact
     ``1 / (1 - p_rounded)`` so the expectation is unchanged, and seeding
     (``torch.manual_seed``) makes it repeatable. GPU tensors, eval mode, ``p``
     of 0 or 1 and exports use ``nn.Dropout`` itself. No parameters or buffers:
