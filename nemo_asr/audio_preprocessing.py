@@ -12,6 +12,7 @@ from nemo_core import (
 )
 
 from .parts.features import FilterbankFeatures, dct_matrix
+from .parts.masks import lengths_mask
 from .parts.perturb import time_stretch
 from .parts.spec_augment import SpecAugment, crop_or_pad, crop_or_pad_offsets
 
@@ -140,8 +141,7 @@ class _MFCC(torch.nn.Module):
     def forward(self, x, length):
         log_mel, frames = self.mel(x, length)
         mfcc = torch.matmul(log_mel.transpose(1, 2), self.dct).transpose(1, 2)
-        invalid = torch.arange(mfcc.shape[-1], device=mfcc.device)[None, :] >= frames[:, None]
-        return mfcc.masked_fill(invalid[:, None, :], 0.0), frames
+        return mfcc.masked_fill(lengths_mask(frames, mfcc.shape[-1])[:, None, :], 0.0), frames
 
 
 class AudioToMFCCPreprocessor(_Preprocessor):

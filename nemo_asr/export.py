@@ -1,8 +1,9 @@
 """The whole acoustic pipeline as one exportable graph:
 (audio, audio length) -> (log-probs, encoded lengths).
 
-Feature extraction uses the convolution STFT (``stft_conv``) so it exports
-to ONNX, and no time padding (``pad_to=0``), which inference does not need.
+Feature extraction calls the preprocessor's own ``filterbank_features`` with
+the convolution STFT (``ConvSTFT``), which exports to ONNX, and no time
+padding (``pad_to=0``), which inference does not need.
 
 Every file written here carries the identity of the model it holds
 (``ModelIdentity.metadata()``: a hash of the weights, the checkpoint files
@@ -10,7 +11,6 @@ they came from, a hash of the model config), so a runner can refuse a file
 exported from other weights or another config (``verify_model_file``), and
 ``cached_export`` reuses a file exported earlier from the same model.
 """
-import copy
 import hashlib
 import json
 import logging
@@ -21,8 +21,7 @@ import torch
 from nemo_core.deployment import export_onnx, save_torchscript, write_atomic
 from nemo_core.utils.cli import UserError, require
 
-from .parts.features import FilterbankFeatures
-from .parts.jasper import ctc_log_probs, run_blocks
+from .parts.features import FilterbankFeatures, filterbank_features
 
 _logger = logging.getLogger("nemo_asr")
 
@@ -35,34 +34,44 @@ _NOT_IN_GRAPH = {"placement", "name", "dither", "pad_to", "init_mode"}
 
 
 class EncoderDecoder(torch.nn.Module):
-    """Plain torch module: (features, frames) -> (log-probs, encoded lengths)."""
+    """Plain torch module: (features, frames) -> (log-probs, encoded lengths).
+
+    Runs the encoder and decoder modules themselves (shared, not copied), so
+    any encoder with JasperEncoder's ports serves."""
 
     def __init__(self, encoder, decoder):
         super().__init__()
-        self.blocks = encoder.encoder
-        self.decoder_layers = decoder.decoder_layers
+        self.encoder, self.decoder = encoder, decoder
         self.eval()
 
     def forward(self, audio_signal, length):
-        encoded, encoded_len = run_blocks(self.blocks, audio_signal, length)
-        return ctc_log_probs(self.decoder_layers, encoded), encoded_len
+        encoded, encoded_len = self.encoder(audio_signal=audio_signal, length=length)
+        return self.decoder(encoder_output=encoded), encoded_len
+
+
+class PipelineFeatures(torch.nn.Module):
+    """The preprocessor's front end with the export-friendly options: the convolution
+    STFT and no time padding. It calls the same ``filterbank_features`` as the
+    preprocessor, with the preprocessor's configuration (shared, not copied)."""
+
+    def __init__(self, featurizer):
+        super().__init__()
+        if not isinstance(featurizer, FilterbankFeatures):
+            raise ValueError("Only mel/spectrogram preprocessors can be exported in a pipeline")
+        self.featurizer = featurizer
+        self.stft = featurizer.conv_stft()
+
+    def forward(self, audio_signal, length):
+        return filterbank_features(audio_signal, length, **self.featurizer.options(stft=self.stft, pad_to=0))
 
 
 class AcousticPipeline(torch.nn.Module):
-    """Plain torch module: features + encoder + decoder, in eval mode."""
+    """Plain torch module: features + encoder + decoder, in eval mode: the one inference path,
+    run eagerly by the pytorch backend and exported for the others."""
 
     def __init__(self, preprocessor, encoder, decoder):
         super().__init__()
-        source = preprocessor.featurizer
-        if not isinstance(source, FilterbankFeatures):
-            raise ValueError("Only mel/spectrogram preprocessors can be exported in a pipeline")
-        features = copy.deepcopy(source)
-        if features.stft_conv is None:
-            from .parts.features import ConvSTFT
-
-            features.stft_conv = ConvSTFT(features.n_fft, features.hop_length, features.window)
-        features.pad_to = 0
-        self.features = features
+        self.features = PipelineFeatures(preprocessor.featurizer)  # ONNX scope "/features": kept float by int8
         self.model = EncoderDecoder(encoder, decoder)
         self.eval()
 

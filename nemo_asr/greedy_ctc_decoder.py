@@ -5,6 +5,8 @@ import torch
 
 from nemo_core import LengthsType, LogprobsType, NeuralType, NonTrainableNM, PredictionsType
 
+from .parts.masks import lengths_mask
+
 
 class GreedyCTCDecoder(NonTrainableNM):
     """Argmax per frame; frames past ``log_probs_length`` become blank.
@@ -39,7 +41,6 @@ class GreedyCTCDecoder(NonTrainableNM):
         with torch.no_grad():
             predictions = log_probs.argmax(dim=-1)
             if log_probs_length is not None:
-                frames = torch.arange(predictions.shape[1], device=predictions.device)
-                padded = frames[None, :] >= log_probs_length.to(predictions.device)[:, None]
+                padded = lengths_mask(log_probs_length.to(predictions.device), predictions.shape[1])
                 predictions = predictions.masked_fill(padded, log_probs.shape[-1] - 1)
             return predictions

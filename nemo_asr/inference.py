@@ -1,5 +1,11 @@
 """Build a recogniser from a model config + checkpoint folder and run it over
-manifests: shared by ``jasper_infer.py`` and ``transcribe``."""
+manifests: shared by ``jasper_infer.py``, ``transcribe`` and ``nemo-serve``.
+
+There is one inference path: ``Recognizer.runner`` gives an ``InferenceRunner``
+over the ``AcousticPipeline`` (features -> encoder -> CTC head), run eagerly
+(pytorch) or from its exported file (torchscript, onnxruntime; fp32 or int8);
+only that backend varies. The typed DAG (``nemo_asr.ctc_graph``) is for
+training and training-time evaluation."""
 import os
 import re
 
@@ -30,8 +36,9 @@ class Recognizer:
         self.loaded_checkpoint = restore_modules([self.encoder, self.decoder], folder, pattern)  # a LoadedCheckpoint
         return self
 
-    def runner(self, backend, precision="fp32", model_path=None, workdir=None, cache_dir=None, check_weights=None):
-        """An ``InferenceRunner`` for these (loaded) weights.
+    def runner(self, backend, precision="fp32", model_path=None, workdir=None, cache_dir=None, check_weights=None,
+               device="cpu"):
+        """An ``InferenceRunner`` for these (loaded) weights, on ``device``.
 
         torchscript/onnxruntime: without ``model_path`` the model is exported
         once per checkpoint and config into ``cache_dir`` (default
@@ -50,13 +57,13 @@ class Recognizer:
 
         if backend == "pytorch":
             return InferenceRunner("pytorch", model=AcousticPipeline(self.preprocessor, self.encoder, self.decoder),
-                                   precision=precision)
+                                   precision=precision, device=device)
         if backend not in BACKENDS:
             raise ValueError(f"Unknown backend {backend!r}; valid: {', '.join(BACKENDS)}")
         identity = self._export_identity()
         if model_path is None:
             model_path = self._exported_file(backend, identity, cache_dir, workdir)
-        runner = InferenceRunner(backend, path=model_path, precision=precision)
+        runner = InferenceRunner(backend, path=model_path, precision=precision, device=device)
         if check_weights is None:
             check_weights = getattr(self, "loaded_checkpoint", None) is not None
         verify_model_file(model_path, runner.metadata, identity, probe=runner.probe, check_weights=check_weights)
@@ -99,11 +106,11 @@ class Recognizer:
         from nemo_core.checkpointing import CheckpointError, checkpoint_names
 
         folder = os.fspath(folder)
+        names = list(checkpoint_names([self.encoder, self.decoder]).values())
         if not os.path.isdir(folder):
             kind = "is not a folder" if os.path.exists(folder) else "does not exist"
             raise CheckpointError(f"Checkpoint folder {folder} {kind} (--load_dir): give the folder holding "
-                                  "*JasperEncoder-STEP-*.pt and *JasperDecoderForCTC-STEP-*.pt")
-        names = list(checkpoint_names([self.encoder, self.decoder]).values())
+                                  f"{' and '.join(f'*{name}-STEP-*.pt' for name in names)}")
         sets = checkpoint_sets(folder, names)
         if not sets:
             raise CheckpointError(f"No checkpoint set for {', '.join(names)} in {folder} (files named "
@@ -125,43 +132,37 @@ class Recognizer:
                                     sample_rate=self.sample_rate, shuffle=False, min_duration=None,
                                     max_duration=None, check_audio=check_audio)
 
-    def tensors(self, layer):
-        audio, audio_len, transcript, transcript_len = layer()
-        spec, spec_len = self.preprocessor(input_signal=audio, length=audio_len)
-        encoded, encoded_len = self.encoder(audio_signal=spec, length=spec_len)
-        log_probs = self.decoder(encoder_output=encoded)
-        predictions = self.greedy(log_probs=log_probs, log_probs_length=encoded_len)
-        return log_probs, encoded_len, predictions, transcript, transcript_len
-
     def run(self, nf, manifest, batch_size, load_dir=None, verbose=True, runner=None, ckpt_pattern="",
             check_audio=True):
         """Per-utterance log-probs (valid frames), greedy hypotheses, references, frame labels.
 
-        Without ``runner`` the framework's infer action runs the DAG (restoring
-        the set in ``load_dir`` whose file names contain ``ckpt_pattern``); with
-        one, batches go through that backend instead. Under ``torchrun`` each
-        rank recognises one contiguous block of the manifest and every rank
-        gets all results, in manifest order. ``verbose``: a progress
-        bar over batches on a terminal. ``check_audio=False`` skips the data
-        layer's header pass (for manifests already checked).
+        Batches go through ``runner`` (an ``InferenceRunner``). Without one, the
+        pytorch pipeline runs on ``nf``'s device at ``nf``'s precision (O0:
+        fp32; O1-O3: autocast to its half type), after restoring the set in
+        ``load_dir`` whose file names contain ``ckpt_pattern`` (when given).
+        Under ``torchrun`` each rank recognises one contiguous block of the
+        manifest and every rank gets all results, in manifest order.
+        ``verbose``: a progress bar over batches on a terminal.
+        ``check_audio=False`` skips the data layer's header pass (for manifests
+        already checked).
         """
-        layer = self.data_layer(manifest, batch_size, check_audio=check_audio)
-        if runner is None:
-            log_probs, lengths, predictions, transcripts, transcript_lengths = nf.infer(
-                list(self.tensors(layer)), checkpoint_dir=load_dir, ckpt_pattern=ckpt_pattern, verbose=verbose)
-        else:
-            from tqdm import tqdm
+        from tqdm import tqdm
 
-            batches = []
-            loader = layer.make_dataloader(training=False, distributed=nf.distributed)  # this rank's block
-            for audio, audio_len, transcript, transcript_len in tqdm(loader, desc="infer", unit="batch", leave=False,
-                                                                     disable=None if verbose else True):
-                lp, n = runner(audio, audio_len)
-                batches.append((lp, n, self.greedy(log_probs=lp, log_probs_length=n), transcript, transcript_len))
-            if nf.distributed.is_active:  # every rank gets all batches, in data-set order
-                batches = [b for rank in nf.distributed.all_gather_objects(batches) for b in rank]
-            columns = list(zip(*batches)) or [()] * 5
-            log_probs, lengths, predictions, transcripts, transcript_lengths = (list(c) for c in columns)
+        if runner is None:
+            if load_dir is not None:
+                self.load(load_dir, ckpt_pattern)
+            runner = self.runner("pytorch", _runner_precision(nf), device=nf.device)
+        layer = self.data_layer(manifest, batch_size, check_audio=check_audio)
+        batches = []
+        loader = layer.make_dataloader(training=False, distributed=nf.distributed)  # this rank's block
+        for audio, audio_len, transcript, transcript_len in tqdm(loader, desc="infer", unit="batch", leave=False,
+                                                                 disable=None if verbose else True):
+            lp, n = runner(audio, audio_len)
+            batches.append((lp, n, self.greedy(log_probs=lp, log_probs_length=n), transcript, transcript_len))
+        if nf.distributed.is_active:  # every rank gets all batches, in data-set order
+            batches = [b for rank in nf.distributed.all_gather_objects(batches) for b in rank]
+        columns = list(zip(*batches)) or [()] * 5
+        log_probs, lengths, predictions, transcripts, transcript_lengths = (list(c) for c in columns)
         utterance_log_probs, frame_labels = [], []
         for lp, n, pred in zip(log_probs, lengths, predictions):
             for i in range(lp.shape[0]):
@@ -174,6 +175,15 @@ class Recognizer:
             "frame_labels": frame_labels,
             "entries": layer.dataset.entries,
         }
+
+
+def _runner_precision(nf):
+    """The runner precision matching ``nf``'s optimisation level: fp32 at O0, else its half type under autocast."""
+    from nemo_core import Optimization
+
+    if nf.precision.level == Optimization.mxprO0:
+        return "fp32"
+    return "fp16" if nf.precision.half_dtype == torch.float16 else "bf16"
 
 
 def checkpoint_sets(folder, names):

@@ -6,6 +6,8 @@ import torch
 
 from nemo_core import LabelsType, LengthsType, LogprobsType, LossNM, LossType, NeuralType
 
+from .parts.masks import lengths_mask
+
 REDUCTIONS = ("mean_batch", "mean", "sum", "none")
 WARN_FIRST, WARN_EVERY = 5, 100
 
@@ -18,7 +20,7 @@ def ctc_required_frames(targets, target_length):
     ``targets`` (B, S) padded label ids, ``target_length`` (B,). Vectorised
     twin of ``parts.data_check.ctc_required_frames``.
     """
-    valid = torch.arange(targets.shape[1], device=targets.device)[None, :] < target_length[:, None]
+    valid = ~lengths_mask(target_length, targets.shape[1])
     repeats = (targets[:, 1:] == targets[:, :-1]) & valid[:, 1:]
     return target_length + repeats.sum(dim=1)
 

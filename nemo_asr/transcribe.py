@@ -47,7 +47,8 @@ def build_parser():
     parser.add_argument("--manifest", help="JSON-lines manifest instead of audio files (audio_filepath per line; "
                                            "duration and text optional)")
     parser.add_argument("--model_config", required=True, help="model YAML (examples/asr/configs/)")
-    parser.add_argument("--load_dir", required=True, help="folder with *JasperEncoder-STEP-*.pt etc.")
+    parser.add_argument("--load_dir", required=True, help="folder with the encoder's and decoder's checkpoint files "
+                                                           "([PREFIX-]NAME-STEP-N.pt, e.g. *JasperEncoder-STEP-*.pt)")
     parser.add_argument("--ckpt_pattern", default="",
                         help="part of the checkpoint file names that picks one model when --load_dir holds "
                              "several (an NGC download: e.g. quartznet15x5)")
@@ -55,8 +56,12 @@ def build_parser():
     parser.add_argument("--output_format", choices=["plain", "json", "manifest"], default="plain")
     parser.add_argument("--output", default="-", help="file to write (default: stdout)")
     parser.add_argument("--offsets", action="store_true", help="word start/end times in seconds")
-    parser.add_argument("--backend", default="framework", choices=["framework", "pytorch", "torchscript", "onnxruntime"])
-    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--backend", default="framework", choices=["framework", "pytorch", "torchscript", "onnxruntime"],
+                        help="all run the same acoustic pipeline; framework: in PyTorch on the run's device (GPU "
+                             "when available), fp32; the others on the CPU at --precision, torchscript/onnxruntime "
+                             "from the exported file (default: %(default)s)")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="for the pytorch/torchscript backends")
     parser.add_argument("--model_path", default=None, help="ONNX/TorchScript file for those backends")
     parser.add_argument("--lm_path", default=None, help="ARPA or KenLM binary model for beam search "
                                                         "(needs pip install 'nemo-typed-modules[lm]')")

@@ -3,6 +3,12 @@
 A callback sees a ``TrainingState`` (step, epoch, the values of the tensors it
 asked for, the factory). It asks for tensors through ``tensors_needed``; the
 loop evaluates them only on the steps where some callback wants them.
+
+Step numbers: ``state.step`` counts the optimiser steps done (skipped
+non-finite steps included); in ``on_step_end`` it is the number of the step
+just taken, counted from 1. Every callback reports that number: the loss
+logger's "Step N" lines and TensorBoard points, the evaluators' history and
+points, checkpoint files (``*-STEP-N.pt``) and the guard's "Step N skipped".
 """
 import os
 import time
@@ -62,8 +68,8 @@ def _to_python(value):
 
 
 class SimpleLossLoggerCallback(ActionCallback):
-    """Every ``step_freq`` steps: log the first tensor (the loss), call
-    ``print_func(values)`` and write scalars to TensorBoard.
+    """After step 1 and every ``step_freq``-th step: log the first tensor (the loss), call
+    ``print_func(values)`` and write scalars to TensorBoard, at the step's number (from 1).
 
     ``get_tb_values(values) -> [(tag, scalar), ...]`` chooses what to write
     (default: ``("loss", values[0])``); ``log_to_tb_func(tb_writer, values, step)``
@@ -83,17 +89,18 @@ class SimpleLossLoggerCallback(ActionCallback):
         self._last_time = None
 
     def _due(self, step):
-        return step % self.step_freq == 0
+        """Whether step number ``step`` (from 1) is logged."""
+        return step == 1 or step % self.step_freq == 0
 
     def tensors_needed(self, state):
-        return self.tensors if self._due(state.step) else ()
+        return self.tensors if self._due(state.step + 1) else ()  # the coming step's number
 
     def on_train_start(self, state):
         self._last_time = time.perf_counter()
         self._last_step = state.step
 
     def on_step_end(self, state):
-        step = state.step - 1  # the step just taken
+        step = state.step  # the number of the step just taken
         if not self._due(step):
             return
         values = [_detached(state.values[t.unique_name]) for t in self.tensors]

@@ -119,7 +119,9 @@ class NeuralModule:
             cls.__init__ = _recording_init(init)
 
     def __init__(self, placement=None, name=None):
+        # the device is fixed here, once: explicit placement, else the default the latest factory set
         self._placement = placement if placement is not None else runtime.default_placement()
+        self._device = runtime.device_for(self._placement)
         self._name = name or type(self).__name__
         self._instance_id = next(_instance_counter)
 
@@ -162,7 +164,8 @@ class NeuralModule:
 
     @property
     def device(self):
-        return runtime.device_for(self._placement)
+        """The torch.device this module was built for (from its placement, when it was built)."""
+        return self._device
 
     @property
     def init_config(self):

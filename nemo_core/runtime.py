@@ -1,8 +1,10 @@
-"""Process-wide defaults that modules read when they are built.
+"""Process-wide defaults that modules read once, when they are built.
 
 The most recently created ``NeuralModuleFactory`` registers its placement and
 local rank here, so modules created afterwards land on the same device without
-the user passing ``placement`` to each one.
+the user passing ``placement`` to each one. A module resolves its device in
+its constructor (``NeuralModule.device``) and keeps it: changing these
+defaults later moves nothing that already exists.
 """
 import torch
 

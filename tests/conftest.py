@@ -17,16 +17,15 @@ def _export_cache(monkeypatch, tmp_path_factory):
 
 @pytest.fixture(autouse=True)
 def _cpu_defaults():
-    """Each test starts with CPU placement and no factory defaults left behind."""
-    from nemo_core import runtime
+    """The suite runs on the CPU, also on a machine with CUDA: modules a test builds without
+    a factory (or before its factory) default to the CPU. A factory a test creates sets the
+    default for later modules only, and is not the default factory of the next test."""
+    from nemo_core import NeuralModuleFactory, runtime
     from nemo_core.enums import DeviceType
 
     runtime.set_defaults(DeviceType.CPU, None)
     torch.manual_seed(0)
     yield
-    runtime.set_defaults(None, None)
-    from nemo_core import NeuralModuleFactory
-
     NeuralModuleFactory.reset_default_factory()
 
 

@@ -6,6 +6,7 @@ import pytest
 
 import nemo_core
 import nemo_asr
+from nemo_asr.ctc_graph import ctc_graph
 from nemo_asr.helpers import process_evaluation_batch, process_evaluation_epoch
 
 from conftest import REPO
@@ -23,16 +24,6 @@ def tiny_quartznet(filters=128):
     return nemo_asr.JasperEncoder(jasper=blocks, activation="relu", feat_in=64), 2 * filters
 
 
-def ctc_dag(layer, pre, encoder, decoder, ctc, greedy):
-    """The tutorial's CTC DAG on ``layer``: (loss, greedy predictions, transcripts, their lengths)."""
-    audio, audio_len, text, text_len = layer()
-    spec, spec_len = pre(input_signal=audio, length=audio_len)
-    encoded, enc_len = encoder(audio_signal=spec, length=spec_len)
-    log_probs = decoder(encoder_output=encoded)
-    loss = ctc(log_probs=log_probs, targets=text, input_length=enc_len, target_length=text_len)
-    return loss, greedy(log_probs=log_probs), text, text_len
-
-
 @pytest.mark.slow
 def test_tiny_quartznet_overfits_an4_subset():
     nf = nemo_core.NeuralModuleFactory(placement=nemo_core.DeviceType.CPU, random_seed=0)
@@ -42,13 +33,10 @@ def test_tiny_quartznet_overfits_an4_subset():
     encoder, width = tiny_quartznet()
     decoder = nemo_asr.JasperDecoderForCTC(feat_in=width, num_classes=len(LABELS))
     ctc = nemo_asr.CTCLossNM(num_classes=len(LABELS))
-    greedy = nemo_asr.GreedyCTCDecoder()
-
-    dag = functools.partial(ctc_dag, pre=pre, encoder=encoder, decoder=decoder, ctc=ctc, greedy=greedy)
-
-    loss = dag(train)[0]
+    loss = ctc_graph(train, pre, encoder, decoder, loss=ctc).loss
     evaluator = nemo_core.EvaluatorCallback(
-        list(dag(check)), functools.partial(process_evaluation_batch, labels=LABELS),
+        ctc_graph(check, pre, encoder, decoder, loss=ctc).monitored,
+        functools.partial(process_evaluation_batch, labels=LABELS),
         functools.partial(process_evaluation_epoch, tag="train"), eval_step=150)
     nf.train([loss], callbacks=[evaluator], optimizer="novograd",
              lr_policy=nemo_core.optim.CosineAnnealing(warmup_steps=30),

@@ -119,7 +119,7 @@ def test_sigterm_saves_and_the_same_command_resumes(tmp_path):
     deadline = time.monotonic() + 300
     for line in proc.stderr:  # wait for the third step, as a scheduler would strike at any time
         seen.append(line)
-        if "Step 2:" in line or time.monotonic() > deadline:
+        if "Step 3:" in line or time.monotonic() > deadline:
             proc.send_signal(signal.SIGTERM)
             break
     rest = proc.stderr.read()
@@ -164,6 +164,7 @@ def test_inference_never_mixes_steps_of_an_interrupted_save(tmp_path):
 def _train_with_augmentation(folder, max_steps):
     import nemo_core
     import nemo_asr
+    from nemo_asr.ctc_graph import ctc_graph
     from nemo_asr.model_config import modules_from_config
     from ruamel.yaml import YAML
 
@@ -174,11 +175,8 @@ def _train_with_augmentation(folder, max_steps):
                                           labels=cfg["labels"], batch_size=10)
     pre, enc, dec = modules_from_config(cfg)
     augment = nemo_asr.SpectrogramAugmentation(freq_masks=2, time_masks=2, freq_width=8, time_width=8)
-    audio, audio_len, text, text_len = layer()
-    spec, spec_len = pre(input_signal=audio, length=audio_len)
-    encoded, enc_len = enc(audio_signal=augment(input_spec=spec), length=spec_len)
-    loss = nemo_asr.CTCLossNM(num_classes=len(cfg["labels"]))(
-        log_probs=dec(encoder_output=encoded), targets=text, input_length=enc_len, target_length=text_len)
+    loss = ctc_graph(layer, pre, enc, dec, loss=nemo_asr.CTCLossNM(num_classes=len(cfg["labels"])),
+                     augment=augment).loss
     losses = {}
     record = type("Record", (nemo_core.ActionCallback,), {
         "on_step_end": lambda self, state: losses.__setitem__(state.step, repr(state.loss.item()))})()

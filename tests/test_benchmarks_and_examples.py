@@ -3,6 +3,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import PYTHON, REPO, subprocess_env
 
 sys.path.insert(0, os.path.join(REPO, "benchmarks"))
@@ -48,8 +50,6 @@ def test_ci_runs_the_readme_test_command():
 def test_demo_accuracy_benchmark_quick_mode(tmp_path):
     import shutil
 
-    import pytest
-
     if not (shutil.which("espeak-ng") or shutil.which("flite")):
         pytest.skip("needs espeak-ng or flite (scripts/install_system_deps.sh)")
     import demo_accuracy
@@ -60,22 +60,23 @@ def test_demo_accuracy_benchmark_quick_mode(tmp_path):
 
 
 def test_inference_throughput_quick_mode(tmp_path):
-    import pytest
-
     pytest.importorskip("onnxruntime")
     import inference_throughput
 
     cells = inference_throughput.main(["--quick", "--out", str(tmp_path / "t.json")])
-    backends = {c["backend"] for c in cells}
-    assert {"pytorch_fp32", "pytorch_bf16", "torchscript_fp32", "onnxruntime_fp32", "onnxruntime_int8"} <= backends
-    assert all(c["p90_ms"] <= c["p99_ms"] and c["throughput_seq_s"] > 0 for c in cells)
-    assert all(c["speedup"] == 1.0 for c in cells if c["backend"] == "pytorch_fp32")
+    wanted = {"pytorch_fp32", "pytorch_bf16", "torchscript_fp32", "onnxruntime_fp32", "onnxruntime_int8"}
+    shapes = {(c["batch"], c["seconds"]) for c in cells}
+    assert shapes == {(1, 2.0), (2, 2.0)}  # --quick: batches 1 and 2 of 2 s, every backend for each
+    assert all(wanted <= {c["backend"] for c in cells if (c["batch"], c["seconds"]) == shape} for shape in shapes)
+    for cell in cells:
+        assert cell["iterations"] >= 3
+        assert cell["throughput_seq_s"] == pytest.approx(cell["batch"] * 1000 / cell["mean_ms"])
+        (base,) = [c for c in cells if c["backend"] == "pytorch_fp32" and c["batch"] == cell["batch"]]
+        assert cell["speedup"] == pytest.approx(cell["throughput_seq_s"] / base["throughput_seq_s"])
     assert json.loads((tmp_path / "t.json").read_text())["cells"] == cells
 
 
 def test_rtf_wer_quick_mode(tmp_path):
-    import pytest
-
     pytest.importorskip("onnxruntime")
     import rtf_wer
 

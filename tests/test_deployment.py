@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime")
 
 import nemo_core  # noqa: E402
 import nemo_asr  # noqa: E402
+from nemo_asr.ctc_graph import ctc_graph  # noqa: E402
 from nemo_asr.export import AcousticPipeline, export_pipeline  # noqa: E402
 from nemo_asr.helpers import post_process_predictions  # noqa: E402
 from nemo_asr.inference import Recognizer  # noqa: E402
@@ -79,6 +80,22 @@ def test_onnx_pipeline_parity_on_real_audio_with_variable_lengths(tmp_path):
     assert valid_max_diff(lp, reference, n) <= 1e-3
 
 
+def test_pipeline_computes_the_preprocessors_own_features():
+    """The pipeline shares the preprocessor's front end (no copy) and calls the same feature function with
+    the export options: the convolution STFT instead of torch.stft, no padding to a multiple of 16 frames."""
+    recognizer = ngc_recognizer()
+    pipeline = AcousticPipeline(recognizer.preprocessor, recognizer.encoder, recognizer.decoder)
+    assert pipeline.features.featurizer is recognizer.preprocessor.featurizer
+    audio, lengths = real_audio()
+    recognizer.preprocessor.eval()
+    with torch.no_grad():
+        padded, frames = recognizer.preprocessor(input_signal=audio, length=lengths)
+        features, pipeline_frames = pipeline.features(audio, lengths)
+    assert torch.equal(frames, pipeline_frames)
+    assert padded.shape[-1] % 16 == 0 and int(frames.max()) <= features.shape[-1] < padded.shape[-1]
+    assert valid_max_diff(features.transpose(1, 2), padded.transpose(1, 2), frames) < 1e-3
+
+
 def test_module_export_formats(tmp_path):
     nf = nemo_core.NeuralModuleFactory(placement=nemo_core.DeviceType.CPU)
     encoder = ngc_recognizer().encoder
@@ -113,10 +130,9 @@ def trained_tiny(tmp_path_factory):
     recognizer = Recognizer(yaml(TINY))
     layer = nemo_asr.AudioToTextDataLayer(manifest_filepath=os.path.join(AN4, "train_manifest.json"),
                                           labels=recognizer.labels, batch_size=10)
-    log_probs, encoded_len, _, transcript, transcript_len = recognizer.tensors(layer)
-    loss = nemo_asr.CTCLossNM(num_classes=len(recognizer.labels))(
-        log_probs=log_probs, targets=transcript, input_length=encoded_len, target_length=transcript_len)
-    nf.train([loss], optimizer="novograd", lr_policy=nemo_core.optim.CosineAnnealing(warmup_steps=30),
+    graph = ctc_graph(layer, recognizer.preprocessor, recognizer.encoder, recognizer.decoder,
+                      loss=nemo_asr.CTCLossNM(num_classes=len(recognizer.labels)))
+    nf.train([graph.loss], optimizer="novograd", lr_policy=nemo_core.optim.CosineAnnealing(warmup_steps=30),
              callbacks=[nemo_core.CheckpointCallback(folder=str(folder), step_freq=300)],
              optimization_params={"max_steps": 300, "lr": 0.02, "weight_decay": 1e-3, "betas": (0.8, 0.5)})
     return Recognizer(yaml(TINY)).load(str(folder)), folder

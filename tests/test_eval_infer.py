@@ -24,13 +24,16 @@ def test_infer_returns_per_batch_values_and_restores_checkpoints(tmp_path):
     trained = TaylorNet(dim=3)
     trained.save_to(str(tmp_path / "TaylorNet-STEP-10.pt"))
     newest = trained.fc1.weight.detach().clone()
+    saved_outputs = trained(x=dl.dataset.x).detach()
     torch.nn.init.zeros_(trained.fc1.weight)
     trained.save_to(str(tmp_path / "TaylorNet-STEP-2.pt"))  # older step: must not be chosen
     other = TaylorNet(dim=3)
-    assert not torch.equal(other.fc1.weight, newest)
+    fresh_outputs = other(x=dl.dataset.x).detach()
+    assert not torch.allclose(fresh_outputs, saved_outputs)  # so the comparisons below can fail
     (restored,) = nf.infer([other(x=x)], checkpoint_dir=str(tmp_path))
     assert torch.equal(other.fc1.weight, newest)  # exactly the step-10 weights
-    assert torch.allclose(torch.cat(restored), other(x=dl.dataset.x).detach())  # computed with those weights
+    assert torch.allclose(torch.cat(restored), saved_outputs)  # the saved model's outputs ...
+    assert not torch.allclose(torch.cat(restored), fresh_outputs)  # ... not those of the weights it replaced
     with pytest.raises(nemo_core.CheckpointError, match="No complete checkpoint set for TaylorNet"):
         nf.infer([pred], checkpoint_dir=str(tmp_path), ckpt_pattern="nothing-matches")
 

@@ -35,6 +35,21 @@ def test_modules_default_to_factory_placement_and_backend_check():
             NeuralModuleFactory(placement=nemo_core.DeviceType.GPU)
 
 
+def test_a_module_keeps_the_device_it_was_built_on(monkeypatch):
+    """The factory's placement is only the default for modules built later; a module's
+    device is resolved once, in its constructor (here AllGpu with local ranks 1, then 0)."""
+    from nemo_core import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    runtime.set_defaults(nemo_core.DeviceType.AllGpu, 1)
+    layer = RealFunctionDataLayer(n=4, batch_size=2)  # a data layer: nothing is moved to the (absent) GPU
+    runtime.set_defaults(nemo_core.DeviceType.AllGpu, 0)
+    assert layer.device == torch.device("cuda", 1)
+    assert RealFunctionDataLayer(n=4, batch_size=2).device == torch.device("cuda", 0)
+    cpu = RealFunctionDataLayer(n=4, batch_size=2, placement=nemo_core.DeviceType.CPU)
+    assert cpu.device == torch.device("cpu")
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_gpu_fp16_mixed_precision_with_loss_scaling():
     nf = NeuralModuleFactory(placement=nemo_core.DeviceType.GPU, optimization_level=nemo_core.Optimization.mxprO1,

@@ -17,13 +17,14 @@ import torch
 
 import nemo_core
 import nemo_asr
+from nemo_asr.ctc_graph import ctc_graph
 from nemo_asr.helpers import process_evaluation_batch, process_evaluation_epoch
 from nemo_core import ChannelType, LossNM, LossType, NeuralModuleFactory, NeuralType, Optimization, TrainableNM
 from nemo_core.neural_types import RegressionValuesType
 from nemo_core.precision import Precision
 from nemo_core.tutorials import MSELoss, RealFunctionDataLayer, TaylorNet
 
-from test_asr_overfit import AN4, LABELS, ctc_dag, tiny_quartznet
+from test_asr_overfit import AN4, LABELS, tiny_quartznet
 
 O1, O2, O3 = Optimization.mxprO1, Optimization.mxprO2, Optimization.mxprO3
 
@@ -203,7 +204,7 @@ def test_fp16_gradient_overflow_skips_the_step_and_halves_the_scale():
     (weights_before, opt_before, scale_before), (weights_after, opt_after, scale_after) = seen["before"], seen["after"]
     assert math.isfinite(seen["loss"]) and seen["loss"] > 1e4  # the loss itself was fine: the gradients overflowed
     skips = [m for m in log.messages if "skipped" in m]
-    assert len(skips) == 1 and skips[0].startswith(f"Step {overflow_at} skipped: gradient norm is ")  # inf or nan
+    assert len(skips) == 1 and skips[0].startswith(f"Step {overflow_at + 1} skipped: gradient norm is ")  # inf or nan
     assert "loss scale now 512" in skips[0]
     # nothing changed: weights, BatchNorm statistics (rolled back), Adam's moments and step counts
     assert bit_identical(weights_before, weights_after)
@@ -233,7 +234,7 @@ def test_nan_loss_with_finite_gradients_backs_off_like_an_overflow():
     with LogCapture() as log:
         result = nf.train([loss], callbacks=[NanLoss(), rec], optimizer="adam",
                           optimization_params={"max_steps": 14, "lr": 0.01})
-    assert [m.split(";")[0] for m in log.messages if "skipped" in m] == [f"Step {nan_at} skipped: loss is nan"]
+    assert [m.split(";")[0] for m in log.messages if "skipped" in m] == [f"Step {nan_at + 1} skipped: loss is nan"]
     assert result["skipped_steps"] == 1
     # x2 after 4 clean steps (step 3), /2 at the NaN (step 6), then 4 more clean steps (7-10) before growing
     assert rec.scales() == [64.0] * 3 + [128.0] * 3 + [64.0] * 4 + [128.0] * 4
@@ -354,14 +355,11 @@ def test_tiny_quartznet_overfits_an4_in_fp16_as_in_fp32(level):
     decoder = nemo_asr.JasperDecoderForCTC(feat_in=width, num_classes=len(LABELS))
     ctc = nemo_asr.CTCLossNM(num_classes=len(LABELS))
 
-    def dag(layer):
-        return list(ctc_dag(layer, pre, encoder, decoder, ctc, nemo_asr.GreedyCTCDecoder()))
-
     evaluator = nemo_core.EvaluatorCallback(
-        dag(check), functools.partial(process_evaluation_batch, labels=LABELS),
+        ctc_graph(check, pre, encoder, decoder, loss=ctc).monitored, functools.partial(process_evaluation_batch, labels=LABELS),
         functools.partial(process_evaluation_epoch, tag="train"))  # once, at the end
     skips = SkipSpy()
-    result = nf.train([dag(train)[0]], callbacks=[evaluator, skips], optimizer="novograd",
+    result = nf.train([ctc_graph(train, pre, encoder, decoder, loss=ctc).loss], callbacks=[evaluator, skips], optimizer="novograd",
                       lr_policy=nemo_core.optim.CosineAnnealing(warmup_steps=30),
                       optimization_params={"max_steps": 200, "lr": 0.02, "weight_decay": 1e-3, "betas": (0.8, 0.5)})
     final = evaluator.history[-1][1]

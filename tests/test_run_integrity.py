@@ -105,7 +105,7 @@ def test_non_finite_batch_is_skipped_without_trace(tmp_path, capsys):
     for step in (2, 10):
         assert same(snaps.before[step], snaps.after[step]), f"step {step} changed the model or optimizer"
     assert not same(snaps.before[1], snaps.after[1])  # a normal step does change them
-    assert "Step 2 skipped: loss is nan" in log and "point-20" in log
+    assert "Step 3 skipped: loss is nan" in log and "point-20" in log  # step numbers in the log count from 1
     assert all_finite(net)
     for ckpt_set in checkpointing.find_sets(str(tmp_path), ["MLP"]):
         assert all(torch.isfinite(v).all() for v in torch.load(ckpt_set.files["MLP"]).values()

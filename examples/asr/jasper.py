@@ -24,6 +24,7 @@ from ruamel.yaml import YAML
 
 import nemo_core
 import nemo_asr
+from nemo_asr.ctc_graph import ctc_graph
 from nemo_asr.helpers import monitor_asr_train_progress, process_evaluation_batch, process_evaluation_epoch
 from nemo_asr.model_config import data_layer_arguments, load_model_config, modules_from_config
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors
@@ -73,7 +74,8 @@ def build_parser(description=__doc__, default_config=None):
              "trainer state initialises the weights and starts at step 0). Without it the run resumes from its "
              "own --checkpoint_dir when that holds a set")
     add("--finetune_from", default=None,
-        help="folder with NGC-format *JasperEncoder-STEP-*.pt / *JasperDecoderForCTC-STEP-*.pt")
+        help="folder with NGC-format encoder and decoder checkpoints, named after the modules "
+             "(e.g. *JasperEncoder-STEP-*.pt / *JasperDecoderForCTC-STEP-*.pt)")
     add("--finetune_pattern", default="", help="only checkpoint files whose name contains this, e.g. 'quartznet15x5'")
     add("--perturb_config", default=None, help="YAML of audio perturbations for training")
     add("--eval_freq", type=int, default=None, help="steps between evaluations (default: every epoch)")
@@ -297,7 +299,6 @@ def build_and_train(args, cfg, watcher, built):
     augment = (nemo_asr.SpectrogramAugmentation(**cfg["SpectrogramAugmentation"])
                if cfg.get("SpectrogramAugmentation") else None)
     ctc_loss = nemo_asr.CTCLossNM(num_classes=len(labels), zero_infinity=args.ctc_zero_infinity)
-    greedy = nemo_asr.GreedyCTCDecoder()
     if args.finetune_from:
         finetune(encoder, decoder, args.finetune_from, logger, args.finetune_pattern)
     logger.info("Model: %s encoder weights, %s decoder weights, %d train utterances (%.2f h)",
@@ -305,32 +306,17 @@ def build_and_train(args, cfg, watcher, built):
                 train_layer.total_duration / 3600)
 
     # training DAG
-    audio, audio_len, transcript, transcript_len = train_layer()
-    spec, spec_len = preprocessor(input_signal=audio, length=audio_len)
-    if augment is not None:
-        spec = augment(input_spec=spec)
-    encoded, encoded_len = encoder(audio_signal=spec, length=spec_len)
-    log_probs = decoder(encoder_output=encoded)
-    predictions = greedy(log_probs=log_probs)
-    loss = ctc_loss(log_probs=log_probs, targets=transcript, input_length=encoded_len, target_length=transcript_len)
-
+    trained = ctc_graph(train_layer, preprocessor, encoder, decoder, loss=ctc_loss, augment=augment)
     callbacks = [nemo_core.SimpleLossLoggerCallback(
-        tensors=[loss, predictions, transcript, transcript_len], step_freq=args.log_freq,
+        tensors=trained.monitored, step_freq=args.log_freq,
         print_func=functools.partial(monitor_asr_train_progress, labels=labels, logger=logger))]
     # one eval DAG per dataset, sharing the modules (and weights) of the training DAG
     evaluators = {}
     steps_per_epoch = -(-len(train_layer) // (args.batch_size * nf.world_size * args.iter_per_step))
     for (path, final_only), layer, tag in zip(eval_sets, eval_layers, eval_tags([path for path, _ in eval_sets])):
         logger.info("Eval set %s: %s%s", tag, path, " (after training)" if final_only else "")
-        audio_e, audio_len_e, transcript_e, transcript_len_e = layer()
-        spec_e, spec_len_e = preprocessor(input_signal=audio_e, length=audio_len_e)
-        encoded_e, encoded_len_e = encoder(audio_signal=spec_e, length=spec_len_e)
-        log_probs_e = decoder(encoder_output=encoded_e)
-        predictions_e = greedy(log_probs=log_probs_e)
-        loss_e = ctc_loss(log_probs=log_probs_e, targets=transcript_e, input_length=encoded_len_e,
-                          target_length=transcript_len_e)
         evaluators[tag] = nemo_core.EvaluatorCallback(
-            eval_tensors=[loss_e, predictions_e, transcript_e, transcript_len_e],
+            eval_tensors=ctc_graph(layer, preprocessor, encoder, decoder, loss=ctc_loss).monitored,
             user_iter_callback=functools.partial(process_evaluation_batch, labels=labels),
             user_epochs_done_callback=functools.partial(process_evaluation_epoch, tag=tag, logger=logger),
             eval_step=None if final_only else args.eval_freq,
@@ -353,7 +339,7 @@ def build_and_train(args, cfg, watcher, built):
     if args.optimizer in BETAS_OPTIMIZERS:
         params["betas"] = (args.beta1, args.beta2)
     logger.info("About %d steps per epoch", steps_per_epoch)
-    result = nf.train([loss], callbacks=callbacks, optimizer=args.optimizer, optimization_params=params,
+    result = nf.train([trained.loss], callbacks=callbacks, optimizer=args.optimizer, optimization_params=params,
                       lr_policy=policy, batches_per_step=args.iter_per_step, stop_on_nan_loss=args.stop_on_nan_loss,
                       max_consecutive_skips=args.max_consecutive_skips)
     return report(nf, exp_dir, evaluators, result)

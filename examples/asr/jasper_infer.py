@@ -38,7 +38,9 @@ def build_parser():
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--amp_opt_level", default="O0", choices=[f"O{m.value}" for m in nemo_core.Optimization])
     parser.add_argument("--backend", default="framework", choices=["framework", "pytorch", "torchscript", "onnxruntime"],
-                        help="framework: the nemo_core infer action; others: the exported acoustic pipeline")
+                        help="all run the same acoustic pipeline; framework: in PyTorch on the run's device at "
+                             "--amp_opt_level; the others on the CPU at --precision (torchscript/onnxruntime: "
+                             "from the exported file)")
     parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                         help="for the pytorch/torchscript backends")
     parser.add_argument("--model_path", default=None, help="ONNX/TorchScript file (default: export to a temp dir)")

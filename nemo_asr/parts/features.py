@@ -1,15 +1,20 @@
-"""Audio features as plain torch modules (no NeMo types here).
+"""Audio features as plain torch functions and modules (no NeMo types here).
 
-``FilterbankFeatures`` reproduces NeMo 0.x's log-mel front end exactly:
+``filterbank_features`` reproduces NeMo 0.x's log-mel front end exactly:
 pre-emphasis, centred STFT with reflect padding and a symmetric window,
 power spectrum, Slaney mel filterbank (librosa's default), log with a guard,
 per-feature normalisation over valid frames, masking and padding in time.
-``stft_conv=True`` computes the same STFT as a strided convolution with
-cosine/sine kernels, which exports to ONNX.
+Like torchaudio's ``functional`` under its ``transforms``, it takes its whole
+configuration as arguments; ``FilterbankFeatures`` holds one configuration
+(window and filterbank as buffers) and calls it. ``ConvSTFT`` computes the
+same STFT as a strided convolution with cosine/sine kernels, which exports
+to ONNX: the exported pipeline passes it (and ``pad_to=0``) as arguments.
 """
 import math
 
 import torch
+
+from .masks import lengths_mask
 
 NORMALIZE_EPS = 1e-5
 
@@ -109,8 +114,7 @@ def normalize_batch(x, seq_len, normalize_type):
     """Per-utterance normalisation over valid frames (vectorised; no Python loop)."""
     if not normalize_type:
         return x
-    batch, _, frames = x.shape
-    mask = (torch.arange(frames, device=x.device)[None, :] < seq_len[:, None]).to(x.dtype)
+    mask = (~lengths_mask(seq_len, x.shape[2])).to(x.dtype)
     count = seq_len.to(x.dtype).clamp(min=1)
     if normalize_type == "per_feature":
         mask = mask[:, None, :]
@@ -139,8 +143,76 @@ def splice_frames(x, frame_splicing):
     return torch.cat(seq, dim=1)
 
 
+def frame_counts(lengths, hop_length):
+    """Valid frames of a centred STFT over ``lengths`` samples: ceil(samples / hop)."""
+    return torch.div(lengths.long() + hop_length - 1, hop_length, rounding_mode="floor")
+
+
+def power_spectrum(x, window, n_fft, hop_length, mag_power=2.0, stft=None):
+    """``abs(STFT) ** mag_power`` (B, n_fft // 2 + 1, frames) of a centred, reflect-padded STFT.
+
+    ``stft``: None for ``torch.stft``, or a ``ConvSTFT`` built from the same
+    window, which computes the same frames as a convolution (exports to ONNX).
+    """
+    if stft is not None:
+        real, imag = stft(x)
+        magnitude_sq = real * real + imag * imag
+    else:
+        spec = torch.stft(x, n_fft=n_fft, hop_length=hop_length, win_length=window.numel(),
+                          window=window.to(x.dtype), center=True, pad_mode="reflect", return_complex=True)
+        magnitude_sq = spec.real ** 2 + spec.imag ** 2
+    if mag_power == 2.0:
+        return magnitude_sq
+    return magnitude_sq.sqrt() ** mag_power
+
+
+def filterbank_features(x, seq_len, window, n_fft, hop_length, fb=None, preemph=0.97, log=True,
+                        log_zero_guard_type="add", log_zero_guard_value=2 ** -24, dither=0.0, frame_splicing=1,
+                        normalize="per_feature", pad_value=0.0, mag_power=2.0, pad_to=0, stft=None):
+    """Waveforms (B, T) + lengths -> features (B, bins, frames) + frame counts: the one front end.
+
+    In order: dither (``dither`` > 0: Gaussian noise of that scale), pre-emphasis,
+    power spectrum (``power_spectrum``), filterbank ``fb`` (None: linear bins),
+    log with a guard (``add``: log(x + value); ``clamp``: log(max(x, value))),
+    frame splicing, normalisation over valid frames (``normalize_batch``),
+    ``pad_value`` past each utterance's frames, and ``pad_to``: the time axis
+    padded to a multiple of it (0: not padded). Training and evaluation call it
+    through ``FilterbankFeatures``; the exported pipeline with ``stft=ConvSTFT``
+    and ``pad_to=0``.
+    """
+    seq_len = frame_counts(seq_len, hop_length)
+    x = x.float()
+    if dither > 0:
+        x = x + dither * torch.randn_like(x)
+    if preemph is not None and preemph > 0:
+        x = torch.cat((x[:, :1], x[:, 1:] - preemph * x[:, :-1]), dim=1)
+    x = power_spectrum(x, window, n_fft, hop_length, mag_power, stft)
+    if fb is not None:
+        x = torch.matmul(fb.to(x.dtype), x)
+    if log:
+        if log_zero_guard_type == "add":
+            x = torch.log(x + log_zero_guard_value)
+        else:
+            x = torch.log(torch.clamp(x, min=log_zero_guard_value))
+    if frame_splicing > 1:
+        x = splice_frames(x, frame_splicing)
+    x = normalize_batch(x, seq_len, normalize)
+    frames = x.shape[-1]
+    x = x.masked_fill(lengths_mask(seq_len, frames)[:, None, :], pad_value)
+    if pad_to and pad_to > 0:
+        extra = (-frames) % pad_to
+        if extra:
+            x = torch.nn.functional.pad(x, (0, extra), value=pad_value)
+    return x, seq_len
+
+
 class FilterbankFeatures(torch.nn.Module):
-    """Waveforms (B, T) + lengths -> log-mel features (B, n_mels, frames) + frame counts."""
+    """Holds the front end's configuration (window and filterbank as buffers) and calls
+    ``filterbank_features`` with it: waveforms (B, T) + lengths -> (B, bins, frames) + frame counts.
+
+    ``dither`` applies in training mode only. ``stft_conv=True`` computes the
+    STFT with ``ConvSTFT`` instead of ``torch.stft``.
+    """
 
     def __init__(self, sample_rate=16000, n_window_size=320, n_window_stride=160, window="hann",
                  normalize="per_feature", n_fft=None, preemph=0.97, nfilt=64, lowfreq=0, highfreq=None,
@@ -157,7 +229,7 @@ class FilterbankFeatures(torch.nn.Module):
         self.dither, self.pad_to, self.frame_splicing = dither, pad_to, frame_splicing
         self.pad_value, self.mag_power = pad_value, mag_power
         self.register_buffer("window", make_window(window, self.win_length), persistent=False)
-        self.stft_conv = ConvSTFT(self.n_fft, self.hop_length, self.window) if stft_conv else None
+        self.stft = self.conv_stft() if stft_conv else None
         if mel:
             fb = mel_filterbank(sample_rate, self.n_fft, nfilt, lowfreq, highfreq or sample_rate / 2)
             self.register_buffer("fb", fb, persistent=False)
@@ -171,44 +243,22 @@ class FilterbankFeatures(torch.nn.Module):
 
     def get_seq_len(self, seq_len):
         """Valid frames: ceil(samples / hop)."""
-        return torch.div(seq_len.long() + self.hop_length - 1, self.hop_length, rounding_mode="floor")
+        return frame_counts(seq_len, self.hop_length)
 
-    def power_spectrum(self, x):
-        if self.stft_conv is not None:
-            real, imag = self.stft_conv(x)
-            magnitude_sq = real * real + imag * imag
-        else:
-            spec = torch.stft(x, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-                              window=self.window.to(x.dtype), center=True, pad_mode="reflect",
-                              return_complex=True)
-            magnitude_sq = spec.real ** 2 + spec.imag ** 2
-        if self.mag_power == 2.0:
-            return magnitude_sq
-        return magnitude_sq.sqrt() ** self.mag_power
+    def conv_stft(self):
+        """A ``ConvSTFT`` computing this front end's STFT (same window and framing)."""
+        return ConvSTFT(self.n_fft, self.hop_length, self.window)
+
+    def options(self, **overrides):
+        """``filterbank_features``' arguments for this configuration (after ``x, seq_len``), with
+        ``overrides`` (e.g. ``stft=``, ``pad_to=``) replacing the configured values."""
+        options = {"window": self.window, "n_fft": self.n_fft, "hop_length": self.hop_length, "fb": self.fb,
+                   "preemph": self.preemph, "log": self.log, "log_zero_guard_type": self.log_zero_guard_type,
+                   "log_zero_guard_value": self.log_zero_guard_value,
+                   "dither": self.dither if self.training else 0.0, "frame_splicing": self.frame_splicing,
+                   "normalize": self.normalize, "pad_value": self.pad_value, "mag_power": self.mag_power,
+                   "pad_to": self.pad_to, "stft": self.stft}
+        return {**options, **overrides}
 
     def forward(self, x, seq_len):
-        seq_len = self.get_seq_len(seq_len)
-        x = x.float()
-        if self.training and self.dither > 0:
-            x = x + self.dither * torch.randn_like(x)
-        if self.preemph is not None and self.preemph > 0:
-            x = torch.cat((x[:, :1], x[:, 1:] - self.preemph * x[:, :-1]), dim=1)
-        x = self.power_spectrum(x)
-        if self.fb is not None:
-            x = torch.matmul(self.fb.to(x.dtype), x)
-        if self.log:
-            if self.log_zero_guard_type == "add":
-                x = torch.log(x + self.log_zero_guard_value)
-            else:
-                x = torch.log(torch.clamp(x, min=self.log_zero_guard_value))
-        if self.frame_splicing > 1:
-            x = splice_frames(x, self.frame_splicing)
-        x = normalize_batch(x, seq_len, self.normalize)
-        frames = x.shape[-1]
-        invalid = torch.arange(frames, device=x.device)[None, :] >= seq_len[:, None]
-        x = x.masked_fill(invalid[:, None, :], self.pad_value)
-        if self.pad_to and self.pad_to > 0:
-            extra = (-frames) % self.pad_to
-            if extra:
-                x = torch.nn.functional.pad(x, (0, extra), value=self.pad_value)
-        return x, seq_len
+        return filterbank_features(x, seq_len, **self.options())

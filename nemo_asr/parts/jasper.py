@@ -30,6 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from .masks import lengths_mask
+
 ACTIVATIONS = {
     "relu": nn.ReLU,
     # Jasper's clipped ReLU: min(max(x, 0), 20)
@@ -83,11 +85,6 @@ def init_weights(module, mode="xavier_uniform"):
         if module.affine:
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-
-
-def lengths_mask(lengths, max_len):
-    """(B, T) bool: True on padding."""
-    return torch.arange(max_len, device=lengths.device)[None, :] >= lengths[:, None]
 
 
 CONV_IMPLS = ("auto", "conv1d")

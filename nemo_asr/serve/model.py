@@ -1,5 +1,4 @@
 """The model a server holds: an inference runner plus its labels, frame timing and decoders."""
-import logging
 import time
 
 import numpy as np
@@ -7,7 +6,6 @@ import torch
 
 from ..parts.streaming import BufferedCTCStream, collapse, greedy_labels, words_with_confidence
 
-_logger = logging.getLogger("nemo_asr.serve")
 
 
 class ServingModel:

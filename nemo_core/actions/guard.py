@@ -55,7 +55,7 @@ class StepGuard:
                 "gradients": f"gradient norm is {float(outcome.grad_norm):.4g}",
                 "another rank": "another process had a non-finite loss or gradients"}[outcome.reason]
         samples = self._samples() if outcome.reason != "another rank" else ""  # only this rank's own bad batch
-        step = state.step - 1  # the step just attempted (0-based, as the loss logger counts)
+        step = state.step  # the number of the step just attempted (from 1, as every callback counts)
         state.logger.warning("Step %d skipped: %s; weights, optimizer state and BatchNorm statistics unchanged "
                              "(%d skipped so far, %d in a row)%s%s", step, what, state.skipped_steps,
                              state.consecutive_skips, _scale_note(state), samples)

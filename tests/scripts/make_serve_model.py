@@ -14,6 +14,7 @@ import sys
 
 import nemo_core
 import nemo_asr
+from nemo_asr.ctc_graph import ctc_graph
 from nemo_asr.helpers import process_evaluation_batch, process_evaluation_epoch
 from nemo_asr.model_config import load_model_config, modules_from_config
 
@@ -31,18 +32,10 @@ def main():
     train = nemo_asr.AudioToTextDataLayer(manifest_filepath=AN4, labels=labels, batch_size=10)
     check = nemo_asr.AudioToTextDataLayer(manifest_filepath=AN4, labels=labels, batch_size=10, shuffle=False)
     pre, encoder, decoder = modules_from_config(cfg)
-    ctc, greedy = nemo_asr.CTCLossNM(num_classes=len(labels)), nemo_asr.GreedyCTCDecoder()
-
-    def dag(layer):
-        audio, audio_len, text, text_len = layer()
-        spec, spec_len = pre(input_signal=audio, length=audio_len)
-        encoded, enc_len = encoder(audio_signal=spec, length=spec_len)
-        log_probs = decoder(encoder_output=encoded)
-        loss = ctc(log_probs=log_probs, targets=text, input_length=enc_len, target_length=text_len)
-        return [loss, greedy(log_probs=log_probs), text, text_len]
-
-    loss = dag(train)[0]
-    evaluator = nemo_core.EvaluatorCallback(dag(check), functools.partial(process_evaluation_batch, labels=labels),
+    ctc = nemo_asr.CTCLossNM(num_classes=len(labels))
+    loss = ctc_graph(train, pre, encoder, decoder, loss=ctc).loss
+    evaluator = nemo_core.EvaluatorCallback(ctc_graph(check, pre, encoder, decoder, loss=ctc).monitored,
+                                            functools.partial(process_evaluation_batch, labels=labels),
                                             functools.partial(process_evaluation_epoch, tag="train"), eval_step=400)
     folder = os.path.join(OUT, "tmp")
     shutil.rmtree(folder, ignore_errors=True)
