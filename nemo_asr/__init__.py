@@ -17,7 +17,9 @@ from .audio_preprocessing import (  # noqa: E402
     TimeStretchAugmentation,
 )
 from .beam_search_decoder import BeamSearchDecoderWithLM  # noqa: E402  (pyctcdecode/kenlm load on construction)
+from .ctc_graph import CTCGraph, ctc_graph  # noqa: E402
 from .data_layer import AudioToTextDataLayer, TranscriptDataLayer  # noqa: E402
+from .deepspeech2 import DeepSpeech2Encoder  # noqa: E402
 from .greedy_ctc_decoder import GreedyCTCDecoder  # noqa: E402
 from .jasper import JasperDecoderForCTC, JasperEncoder  # noqa: E402
 from .losses import CTCLossNM  # noqa: E402

@@ -1,7 +1,8 @@
 """Modules of a Jasper/QuartzNet model from a NeMo-style YAML config.
 
 Sections: ``AudioToMelSpectrogramPreprocessor`` (or NeMo 0.8's
-``AudioPreprocessing``, read the same way; not both), ``JasperEncoder``,
+``AudioPreprocessing``, read the same way; not both), one encoder:
+``JasperEncoder`` (Jasper/QuartzNet) or ``DeepSpeech2Encoder``, then
 ``JasperDecoderForCTC``, ``SpectrogramAugmentation``, ``AudioToTextDataLayer``
 (with ``train``/``eval`` subsections), plus ``model``, ``labels`` and
 ``sample_rate``. NeMo 0.x configs also define YAML anchors in top-level
@@ -24,11 +25,13 @@ from .audio_preprocessing import (
     AudioPreprocessing, AudioToMelSpectrogramPreprocessor, SpectrogramAugmentation,
 )
 from .data_layer import AudioToTextDataLayer
+from .deepspeech2 import DeepSpeech2Encoder
 from .jasper import JasperDecoderForCTC, JasperEncoder
 
 _logger = logging.getLogger("nemo_asr")
 
-REQUIRED_KEYS = ("labels", "JasperEncoder")
+REQUIRED_KEYS = ("labels",)
+ENCODER_SECTIONS = ("JasperEncoder", "DeepSpeech2Encoder")  # a config has exactly one
 SHIPPED_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                "examples", "asr", "configs")
 # NeMo 0.x names -> the config shipped here with the same layout (NGC checkpoints load into it)
@@ -46,6 +49,7 @@ SECTION_MODULES = {
     "AudioPreprocessing": AudioPreprocessing,
     "SpectrogramAugmentation": SpectrogramAugmentation,
     "JasperEncoder": JasperEncoder,
+    "DeepSpeech2Encoder": DeepSpeech2Encoder,
     "JasperDecoderForCTC": JasperDecoderForCTC,
     "AudioToTextDataLayer": AudioToTextDataLayer,
 }
@@ -54,6 +58,7 @@ _DERIVED = {
     "AudioToMelSpectrogramPreprocessor": ("sample_rate",),
     "AudioPreprocessing": ("sample_rate",),
     "JasperEncoder": ("feat_in",),
+    "DeepSpeech2Encoder": ("feat_in",),
     "JasperDecoderForCTC": ("feat_in", "num_classes"),
     "AudioToTextDataLayer": ("sample_rate",),
 }
@@ -119,8 +124,11 @@ def load_model_config(path):
     if not isinstance(cfg, dict):
         raise ModelConfigError(f"{path}: expected a mapping of sections, got {type(cfg).__name__}")
     missing = [key for key in REQUIRED_KEYS if key not in cfg]
+    if not any(section in cfg for section in ENCODER_SECTIONS):
+        missing.append(" or ".join(ENCODER_SECTIONS))
     if missing:
-        raise ModelConfigError(f"{path}: missing section(s) {', '.join(missing)} of a Jasper/QuartzNet config")
+        raise ModelConfigError(f"{path}: missing section(s) {', '.join(missing)} of a Jasper/QuartzNet/"
+                               "DeepSpeech2 config")
     check_model_config(cfg, path)
     return cfg
 
@@ -156,6 +164,10 @@ def check_model_config(cfg, where="model config"):
     if len(present) > 1:
         raise ModelConfigError(f"{where}: both {present[0]} and {present[1]} are given; they are the same "
                                f"preprocessor (NeMo 0.8 called it AudioPreprocessing): keep one")
+    encoders = [s for s in ENCODER_SECTIONS if s in cfg]
+    if len(encoders) > 1:
+        raise ModelConfigError(f"{where}: both {encoders[0]} and {encoders[1]} are given; a model has one "
+                               "encoder: keep one")
     for section, module_cls in SECTION_MODULES.items():
         body = cfg.get(section)
         if body is None:
@@ -211,8 +223,18 @@ def preprocessor_section(cfg):
     return None, {}
 
 
+def encoder_section(cfg):
+    """``(section name, encoder class)`` of the config's encoder (``ENCODER_SECTIONS``)."""
+    for section in ENCODER_SECTIONS:
+        if section in cfg:
+            return section, SECTION_MODULES[section]
+    raise ModelConfigError(f"model config has no encoder section ({' or '.join(ENCODER_SECTIONS)})")
+
+
 def modules_from_config(cfg, source="model config"):
     """``(preprocessor, encoder, decoder)``; the encoder's input size follows the features.
+
+    The encoder is the one the config names (``JasperEncoder`` or ``DeepSpeech2Encoder``).
 
     ``source`` (the file the config came from) names it in errors.
     """
@@ -224,8 +246,9 @@ def modules_from_config(cfg, source="model config"):
         preprocessor = AudioPreprocessing(sample_rate=sample_rate, **arguments)
     else:
         preprocessor = AudioToMelSpectrogramPreprocessor(sample_rate=sample_rate, **arguments)
-    encoder_args = _derived("JasperEncoder", cfg["JasperEncoder"], {"feat_in": preprocessor.num_features}, source)
-    encoder = JasperEncoder(feat_in=preprocessor.num_features, **encoder_args)
+    section, encoder_cls = encoder_section(cfg)
+    encoder_args = _derived(section, cfg[section], {"feat_in": preprocessor.num_features}, source)
+    encoder = encoder_cls(feat_in=preprocessor.num_features, **encoder_args)
     decoder_args = _derived("JasperDecoderForCTC", cfg.get("JasperDecoderForCTC"),
                             {"feat_in": encoder.out_channels, "num_classes": len(cfg["labels"])}, source)
     decoder = JasperDecoderForCTC(feat_in=encoder.out_channels, num_classes=len(cfg["labels"]), **decoder_args)

@@ -1,9 +1,21 @@
 #!/usr/bin/env python
-"""Export a trained Jasper/QuartzNet to ONNX and quantise it to int8 (static,
-calibrated on ``--num_samples`` utterances of ``--calibration_manifest``).
+"""Quantise a trained model (Jasper/QuartzNet/DeepSpeech2) to int8 for CPU inference.
+
+``--method`` (see ``nemo_asr/quantization.py`` for which layers each covers and why):
+
+- ``ort_static`` (default): export to ONNX, quantise with ONNX Runtime (static
+  QDQ, calibrated on ``--num_samples`` utterances of ``--calibration_manifest``);
+  writes an ONNX file for ``--backend onnxruntime``. The CTC head is int8
+  unless ``--keep_decoder_fp32``.
+- ``torch_dynamic``: PyTorch dynamic int8 (RNN and Linear layers; no calibration);
+- ``torch_static``: PyTorch static int8 convolutions (calibrated) + dynamic RNN/Linear;
+  both write a TorchScript pipeline (audio in) for ``--backend torchscript``.
+  The CTC head stays float unless ``--quantize_head`` (torch_static).
 
     python scripts/quantize.py --model_config cfg.yaml --load_dir checkpoints/ \\
         --calibration_manifest train.json --num_samples 100 --output model_int8.onnx
+    python scripts/quantize.py --method torch_static --model_config deepspeech2_demo.yaml \\
+        --load_dir checkpoints/ --calibration_manifest train.json --output model_int8.ts
 """
 import argparse
 import json
@@ -16,6 +28,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors, require  # noqa: E402
+
+TORCH_METHODS = ("torch_dynamic", "torch_static")  # nemo_asr.quantization.TORCH_METHODS, without importing torch
 
 PROG = "quantize.py"
 
@@ -41,12 +55,15 @@ def build_parser():
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_config", required=True)
-    parser.add_argument("--load_dir", required=True, help="folder with JasperEncoder/JasperDecoderForCTC checkpoints")
-    parser.add_argument("--calibration_manifest", required=True)
+    parser.add_argument("--load_dir", required=True, help="folder with the encoder and decoder checkpoints")
+    parser.add_argument("--method", choices=("ort_static",) + TORCH_METHODS, default="ort_static")
+    parser.add_argument("--calibration_manifest", default=None,
+                        help="utterances to calibrate on (JSON lines or CSV); not needed by torch_dynamic")
     parser.add_argument("--num_samples", type=int, default=100)
-    parser.add_argument("--output", required=True, help="int8 ONNX file")
-    parser.add_argument("--fp32_output", default=None, help="also keep the float32 ONNX here")
-    parser.add_argument("--keep_decoder_fp32", action="store_true")
+    parser.add_argument("--output", required=True, help="int8 ONNX file (ort_static) or TorchScript file (torch_*)")
+    parser.add_argument("--fp32_output", default=None, help="also keep the float32 export here")
+    parser.add_argument("--keep_decoder_fp32", action="store_true", help="ort_static: leave the CTC head float")
+    parser.add_argument("--quantize_head", action="store_true", help="torch_static: make the CTC head int8 too")
     add_debug_flag(parser)
     return parser
 
@@ -59,22 +76,33 @@ def quantize(args):
     from nemo_asr.inference import Recognizer
     from nemo_asr.model_config import load_model_config
 
-    require("onnxruntime", "deploy", "int8 quantisation")
-    require("onnx", "deploy", "ONNX export")
+    torch_method = args.method in TORCH_METHODS
+    if not torch_method:
+        require("onnxruntime", "deploy", "int8 quantisation")
+        require("onnx", "deploy", "ONNX export")
     from nemo_asr.quantization import quantize_pipeline
 
     if args.num_samples < 1:
         raise UserError(f"--num_samples must be at least 1, got {args.num_samples}")
+    if args.quantize_head and args.method != "torch_static":
+        raise UserError(f"--quantize_head applies to --method torch_static (with {args.method} the head is "
+                        f"{'float' if torch_method else 'int8 unless --keep_decoder_fp32'})")
+    if args.calibration_manifest is None and args.method != "torch_dynamic":
+        raise UserError(f"--method {args.method} calibrates activation ranges: pass --calibration_manifest")
     cfg = load_model_config(args.model_config)
     runtime.set_defaults(nemo_core.DeviceType.CPU, None)
     recognizer = Recognizer(cfg).load(args.load_dir)
     identity = ModelIdentity(recognizer.labels, recognizer.preprocessor, recognizer.encoder, recognizer.decoder,
                              ModelIdentity.describe_checkpoint(recognizer.loaded_checkpoint))
-    batches = calibration_batches(args.calibration_manifest, args.num_samples, recognizer.sample_rate)
-    if not batches:
-        raise UserError(f"--calibration_manifest {args.calibration_manifest} has no utterances to calibrate on")
-    fp32 = args.fp32_output or args.output + ".fp32.onnx"
+    batches = []
+    if args.calibration_manifest is not None:
+        batches = calibration_batches(args.calibration_manifest, args.num_samples, recognizer.sample_rate)
+        if not batches:
+            raise UserError(f"--calibration_manifest {args.calibration_manifest} has no utterances to calibrate on")
     metadata = identity.metadata("audio")
+    if torch_method:
+        return quantize_with_torch(args, recognizer, batches, metadata)
+    fp32 = args.fp32_output or args.output + ".fp32.onnx"
     export_pipeline(recognizer.preprocessor, recognizer.encoder, recognizer.decoder, fp32, metadata=metadata)
     try:
         quantize_pipeline(fp32, args.output, batches, quantize_decoder=not args.keep_decoder_fp32)
@@ -83,7 +111,26 @@ def quantize(args):
     finally:
         if not args.fp32_output and os.path.exists(fp32):
             os.remove(fp32)
-    return {"fp32": fp32 if args.fp32_output else None, "int8": args.output, "size_mb": sizes,
+    return {"method": args.method, "fp32": fp32 if args.fp32_output else None, "int8": args.output, "size_mb": sizes,
+            "calibration_utterances": sum(len(b[1]) for b in batches)}
+
+
+def quantize_with_torch(args, recognizer, batches, metadata):
+    """torch.ao int8 copies of the encoder and decoder, traced with the float features into a TorchScript
+    pipeline (audio in) carrying the float model's identity; returns the summary printed as JSON."""
+    from nemo_asr.export import export_pipeline
+    from nemo_asr.quantization import feature_batches, quantize_torch, quantized_layers
+
+    pre, enc, dec = recognizer.preprocessor, recognizer.encoder, recognizer.decoder
+    q_enc, q_dec = quantize_torch(enc, dec, args.method, feature_batches(pre, batches),
+                                  quantize_head=args.quantize_head)
+    paths = [args.output] + ([args.fp32_output] if args.fp32_output else [])
+    export_pipeline(pre, q_enc, q_dec, args.output, d_format="torchscript", metadata=metadata)
+    if args.fp32_output:
+        export_pipeline(pre, enc, dec, args.fp32_output, d_format="torchscript", metadata=metadata)
+    layers = {"encoder": quantized_layers(q_enc), "decoder": quantized_layers(q_dec)}
+    return {"method": args.method, "fp32": args.fp32_output, "int8": args.output, "int8_layers": layers,
+            "size_mb": {p: os.path.getsize(p) / 2 ** 20 for p in paths},
             "calibration_utterances": sum(len(b[1]) for b in batches)}
 
 

@@ -1,4 +1,17 @@
-"""JSON-lines manifests: ``{"audio_filepath", "duration", "text"[, "offset"]}``.
+"""Manifests: JSON lines ``{"audio_filepath", "duration", "text"[, "offset"]}``, or
+deepspeech.pytorch's CSV ``/path/audio.wav,/path/text.txt`` (one pair per line).
+
+A manifest is read as CSV when its name ends in ``.csv``; one ending in
+``.json``/``.jsonl`` is always JSON lines; any other name is sniffed on its
+first non-empty line: JSON lines when it starts with ``{``, CSV when it holds
+a comma, else JSON lines (whose error then names the line). A CSV row's
+fields follow the ``csv`` module (quote a path that holds a comma); relative
+paths resolve against the CSV's folder, like a JSON manifest's; the
+transcript is the text file's content (UTF-8, line breaks become spaces);
+the duration is read from the audio file's header (an unreadable or missing
+file gets 0 and is reported by the data layer's checks, naming the CSV line).
+Every row becomes the JSON row it stands for, so everything that takes a
+manifest takes either format.
 
 Errors name the manifest and line. Files are UTF-8 (a leading byte-order
 mark is accepted); another encoding is an error naming the line and saying
@@ -9,6 +22,7 @@ as such. Relative audio paths resolve against the manifest's folder.
 Filtering by duration is counted and reported once.
 """
 import collections
+import csv
 import json
 import logging
 import math
@@ -70,22 +84,71 @@ def decode_manifest_line(raw, where, path, first):
 def iter_manifest_rows(path):
     """``(where, row)`` for each non-empty line of ``path``; ``where`` is ``file:line``.
 
+    JSON lines or CSV (see the module docstring); a CSV row comes as the JSON
+    row it stands for (absolute ``audio_filepath``, ``text``, ``duration``).
     The file is UTF-8 (a leading byte-order mark is accepted); anything else
     is a ``ManifestError`` naming the line and saying to re-encode it.
     """
+    parse = None
     with open_manifest_file(path) as handle:
         for number, raw in enumerate(handle, 1):
             where = f"{path}:{number}"
             line = decode_manifest_line(raw, where, path, first=number == 1)
             if not line.strip():
                 continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise ManifestError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from err
-            if not isinstance(row, dict):
-                raise ManifestError(f"{where}: expected a JSON object, got {type(row).__name__}")
-            yield where, row
+            if parse is None:
+                parse = _csv_row if is_csv_manifest(path, line) else _json_row
+            yield where, parse(line, where, path)
+
+
+def is_csv_manifest(path, first_line):
+    """Whether ``path`` (whose first non-empty line is ``first_line``) is a CSV manifest."""
+    name = os.fspath(path).lower()
+    if name.endswith((".csv", ".json", ".jsonl")):
+        return name.endswith(".csv")
+    text = first_line.strip()
+    return not text.startswith("{") and "," in text
+
+
+def _json_row(line, where, path):
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ManifestError(f"{where}: not valid JSON ({err.msg} at column {err.colno})") from err
+    if not isinstance(row, dict):
+        raise ManifestError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    return row
+
+
+def _csv_row(line, where, path):
+    """The JSON row of a CSV line ``audio,transcript file``: paths made absolute, text read, duration
+    from the audio header (0 when it cannot be read; the data layer reports the file)."""
+    from .audio import AudioLoadError, audio_header
+
+    fields = [f.strip() for f in next(csv.reader([line.rstrip("\r\n")]))]
+    if len(fields) != 2 or not all(fields):
+        raise ManifestError(f"{where}: expected two comma-separated paths (audio file, transcript file), got "
+                            f"{len(fields)} field(s): {line.strip()!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    audio, transcript = (os.path.normpath(os.path.join(folder, f)) for f in fields)
+    try:
+        with open(transcript, encoding="utf-8-sig") as handle:
+            text = " ".join(handle.read().split())
+    except FileNotFoundError as err:
+        raise ManifestError(f"{where}: transcript file {transcript} does not exist") from err
+    except IsADirectoryError as err:
+        raise ManifestError(f"{where}: transcript file {transcript} is a folder") from err
+    except UnicodeDecodeError as err:
+        raise ManifestError(f"{where}: transcript file {transcript} is not UTF-8 text (byte {err.start}); "
+                            f"re-encode it as UTF-8") from err
+    except OSError as err:
+        raise ManifestError(f"{where}: transcript file {transcript} cannot be read: {err.strerror or err}") from err
+    try:
+        sample_rate, frames = audio_header(audio)
+        duration = frames / sample_rate
+    except AudioLoadError:
+        duration = 0.0
+    return {"audio_filepath": audio, "duration": duration, "text": text}
 
 
 def check_row(item, where, folder, require_text=True):

@@ -5,8 +5,10 @@ Config: a list (or ``{"perturbations": [...]}``) of entries such as
 Types: ``speed`` (resampling: length and pitch change by 1/rate),
 ``time_stretch`` (phase vocoder: length changes by 1/rate, pitch kept),
 ``gain``, ``white_noise`` (SNR range), ``shift`` (length kept, zero fill),
-``noise`` (clips from a manifest mixed at an SNR range), ``impulse``
-(convolution with a room impulse response from a manifest of IR files).
+``noise`` (clips from a manifest mixed at an SNR range), ``noise_folder``
+(deepspeech.pytorch's noise injection: clips from a folder of noise files
+mixed at a noise level range), ``impulse`` (convolution with a room impulse
+response from a manifest of IR files).
 All but ``speed`` and ``time_stretch`` keep the length.
 """
 import os
@@ -155,16 +157,12 @@ class ShiftPerturbation:
         return out
 
 
-class NoisePerturbation:
-    """Mix a random clip from a noise manifest (looped/cropped to length) at an SNR."""
+class _NoiseMixer:
+    """Mix a random clip of ``files`` (read when drawn, looped/cropped to length) at an SNR in
+    [min_snr_db, max_snr_db]."""
 
-    def __init__(self, sample_rate, manifest_path, min_snr_db=10.0, max_snr_db=50.0):
-        from .data_prep import read_manifest_rows
-
-        self.sample_rate, self.low, self.high = sample_rate, min_snr_db, max_snr_db
-        self.files = [row["audio_filepath"] for row in read_manifest_rows(manifest_path)]
-        if not self.files:
-            raise ValueError(f"Noise manifest {manifest_path} lists no files")
+    def __init__(self, sample_rate, files, min_snr_db, max_snr_db):
+        self.sample_rate, self.files, self.low, self.high = sample_rate, files, min_snr_db, max_snr_db
 
     def __call__(self, samples, rng):
         noise = load_audio(rng.choice(self.files), self.sample_rate)
@@ -175,6 +173,57 @@ class NoisePerturbation:
         snr = rng.uniform(self.low, self.high)
         scale = _rms(samples) / (_rms(noise) * 10.0 ** (snr / 20.0))
         return (samples + scale * noise).astype(np.float32)
+
+
+class NoisePerturbation(_NoiseMixer):
+    """Mix a random clip from a noise manifest (looped/cropped to length) at an SNR."""
+
+    def __init__(self, sample_rate, manifest_path, min_snr_db=10.0, max_snr_db=50.0):
+        from .data_prep import read_manifest_rows
+
+        files = [row["audio_filepath"] for row in read_manifest_rows(manifest_path)]
+        if not files:
+            raise ValueError(f"Noise manifest {manifest_path} lists no files")
+        super().__init__(sample_rate, files, min_snr_db, max_snr_db)
+
+
+def audio_files_in(folder):
+    """Sorted paths of the files under ``folder`` (recursively) whose extension libsndfile reads."""
+    import soundfile as sf
+
+    if not os.path.isdir(folder):
+        what = "is a file, not a folder" if os.path.exists(folder) else "does not exist"
+        raise ValueError(f"Noise folder {folder} {what}")
+    extensions = ({f".{name.lower()}" for name in sf.available_formats()} | {".oga", ".opus", ".aif"}) - {".raw"}
+    return sorted(os.path.join(root, name) for root, _, names in os.walk(folder) for name in names
+                  if os.path.splitext(name)[1].lower() in extensions)
+
+
+class NoiseFolderPerturbation(_NoiseMixer):
+    """deepspeech.pytorch's noise injection: a random file of ``noise_dir`` mixed in at a level.
+
+    ``noise_dir``: a folder (searched recursively) of noise recordings in any
+    format libsndfile reads (WAV, FLAC, OGG, MP3...), resampled to the
+    training rate; a file is read only when drawn (one at a time, so a large
+    noise collection costs no memory), looped or cropped to the utterance's
+    length. The level, drawn uniformly from ``[min_level_db, max_level_db]``,
+    is the noise's RMS relative to the speech's (-10 dB: a tenth of the
+    speech's power, an SNR of 10 dB); deepspeech.pytorch's amplitude ratios
+    0 to 0.5 correspond to levels up to -6 dB. Configure like the others,
+    e.g. ``{"type": "noise_folder", "prob": 0.4, "noise_dir": "noise/",
+    "min_level_db": -30, "max_level_db": -6}``. A missing or empty folder is a
+    ``ValueError`` naming it; an unreadable noise file an ``AudioLoadError``
+    naming the file.
+    """
+
+    def __init__(self, sample_rate, noise_dir, min_level_db=-30.0, max_level_db=-6.0):
+        if min_level_db > max_level_db:
+            raise ValueError(f"noise_folder {noise_dir}: min_level_db {min_level_db} is above max_level_db "
+                             f"{max_level_db}")
+        files = audio_files_in(noise_dir)
+        if not files:
+            raise ValueError(f"Noise folder {noise_dir} holds no audio files libsndfile reads")
+        super().__init__(sample_rate, files, -max_level_db, -min_level_db)
 
 
 def convolve_same_start(samples, impulse):
@@ -225,7 +274,7 @@ class ImpulsePerturbation:
 PERTURBATIONS = {
     "speed": SpeedPerturbation, "time_stretch": TimeStretchPerturbation, "gain": GainPerturbation,
     "white_noise": WhiteNoisePerturbation, "shift": ShiftPerturbation, "noise": NoisePerturbation,
-    "impulse": ImpulsePerturbation,
+    "noise_folder": NoiseFolderPerturbation, "impulse": ImpulsePerturbation,
 }
 
 
