@@ -1,11 +1,14 @@
 """Real-time factor of the whole pipeline (features + acoustic model + greedy
-decode) and WER on a held-out manifest, for PyTorch fp32 eager vs ONNX
+decode) and WER on a held-out manifest, for PyTorch fp32 eager vs PyTorch
+int8 (torch.ao: ``--torch_int8 torch_static`` and/or ``torch_dynamic``) vs ONNX
 Runtime fp32 vs ONNX Runtime int8 (and PyTorch bf16), as the quantisation
 tutorial measures them: warm-up first, then the whole set, one utterance at a
 time (batch 1, as a server would see requests), the pipelines interleaved
 utterance by utterance. Prints the WER change and the RTF ratio; writes JSON.
 
-Defaults use the demo model and corpus (run the demo first).
+Defaults use the demo model and corpus (run the demo first); any model config
+works, DeepSpeech2 included (``--model_config
+examples/asr/configs/deepspeech2_demo.yaml --load_dir ...``).
 """
 import argparse
 import os
@@ -22,13 +25,13 @@ sys.path.insert(0, REPO)
 sys.path.insert(0, os.path.join(REPO, "scripts"))
 
 import nemo_core  # noqa: E402
-from nemo_asr.export import export_pipeline  # noqa: E402
+from nemo_asr.export import AcousticPipeline, export_pipeline  # noqa: E402
 from nemo_asr.helpers import post_process_predictions, post_process_transcripts  # noqa: E402
 from nemo_asr.inference import Recognizer  # noqa: E402
 from nemo_asr.inference_runner import InferenceRunner  # noqa: E402
 from nemo_asr.metrics import word_error_rate  # noqa: E402
-from nemo_asr.quantization import quantize_pipeline  # noqa: E402
-from results_file import write_results  # noqa: E402
+from nemo_asr.quantization import TORCH_METHODS, feature_batches, quantize_pipeline, quantize_torch  # noqa: E402
+from results_file import machine_info, write_results  # noqa: E402
 
 DEMO = os.path.join(REPO, "work_dir")
 # interleaved pipelines: ONNX Runtime's threads must not spin-wait on the cores PyTorch runs on next
@@ -65,6 +68,8 @@ def main(argv=None):
     parser.add_argument("--manifest", default=os.path.join(DEMO, "demo_corpus", "test_manifest.json"))
     parser.add_argument("--calibration_manifest", default=os.path.join(DEMO, "demo_corpus", "train_manifest.json"))
     parser.add_argument("--num_calibration", type=int, default=64)
+    parser.add_argument("--torch_int8", nargs="*", default=list(TORCH_METHODS), choices=TORCH_METHODS,
+                        help="torch.ao int8 pipelines to add (default: both; none: leave them out)")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--max_utterances", type=int, default=None)
     parser.add_argument("--quick", action="store_true")
@@ -87,15 +92,19 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_pipeline(recognizer.preprocessor, recognizer.encoder, recognizer.decoder,
                                os.path.join(tmp, "model.onnx"))
-        int8 = quantize_pipeline(fp32, os.path.join(tmp, "model_int8.onnx"),
-                                 calibration_batches(args.calibration_manifest, args.num_calibration,
-                                                     recognizer.sample_rate))
+        calibration = calibration_batches(args.calibration_manifest, args.num_calibration, recognizer.sample_rate)
+        int8 = quantize_pipeline(fp32, os.path.join(tmp, "model_int8.onnx"), calibration)
         runners = {
             "pytorch_fp32": recognizer.runner("pytorch", "fp32"),
             "pytorch_bf16": recognizer.runner("pytorch", "bf16"),
             "onnxruntime_fp32": InferenceRunner("onnxruntime", path=fp32, session_config=NO_SPINNING),
             "onnxruntime_int8": InferenceRunner("onnxruntime", path=int8, session_config=NO_SPINNING),
         }
+        features = feature_batches(recognizer.preprocessor, calibration)
+        for method in args.torch_int8:
+            encoder, decoder = quantize_torch(recognizer.encoder, recognizer.decoder, method, features)
+            runners[f"pytorch_int8_{method.split('_')[1]}"] = InferenceRunner(
+                "pytorch", model=AcousticPipeline(recognizer.preprocessor, encoder, decoder))
         results = evaluate_side_by_side(recognizer, runners, batches, args.warmup)
     base = results["pytorch_fp32"]
     print("| pipeline | WER | WER change vs fp32 (points) | RTF | speed-up vs pytorch fp32 |\n|---|---|---|---|---|")
@@ -106,7 +115,8 @@ def main(argv=None):
     int8_vs_fp32 = results["onnxruntime_fp32"]["rtf"] / results["onnxruntime_int8"]["rtf"]
     print(f"\nint8 vs ONNX Runtime fp32: {int8_vs_fp32:.2f}x faster, WER "
           f"{(results['onnxruntime_int8']['wer'] - results['onnxruntime_fp32']['wer']) * 100:+.2f} points")
-    write_results(args.out, {"manifest": args.manifest, "utterances": len(batches), "threads": torch.get_num_threads(),
+    write_results(args.out, {"model_config": os.path.relpath(args.model_config, REPO), "manifest": args.manifest,
+                             "utterances": len(batches), "machine": machine_info(),
                              "int8_speedup_over_ort_fp32": int8_vs_fp32, "results": results}, indent=1)
     return results
 

@@ -20,8 +20,8 @@ the shared machine's speed hits both alike. Both see the same batch:
 log-mel-sized features whose durations are drawn uniformly from ``--seconds``
 (default 1.2-4.0 s: the demo corpus's range; its mean is 2.3 s), padded to the
 longest.
-Reported: median step time, the speed-up, GFLOP/s (FLOPs counted once with
-``torch.utils.flop_counter`` — the same maths for both), that rate as a
+Reported: median step time, the speed-up, GFLOP/s (3x the forward FLOPs counted
+with ``torch.utils.flop_counter`` — the same maths for both), that rate as a
 fraction of this machine's float32 GEMM peak measured in the same run, and
 the top operators of one profiled step with their share. Before timing, the
 two models' losses and gradients are compared (they must agree within float
@@ -232,14 +232,22 @@ def gradients_agree(ours, reference, batch):
     return abs(losses[0] - losses[1]) / abs(losses[1]), worst
 
 
-def count_flops(model, batch, dtype):
+def count_flops(model, batch):
+    """FLOPs of one training step: 3x the forward pass's, counted by ``torch.utils.flop_counter``.
+
+    The backward pass computes the input and the weight gradients of each
+    convolution, each costing what its forward did. (Counting the backward
+    with ``FlopCounterMode`` itself overcounts grouped convolutions' weight
+    gradients by the group count: a depthwise layer would count C times.)
+    """
     from torch.utils.flop_counter import FlopCounterMode
 
+    x, frames, _, _ = batch
     model.train()
     counter = FlopCounterMode(display=False)
-    with counter:
-        step(model, torch.optim.SGD(model.parameters(), lr=0.0), batch, dtype)
-    return counter.get_total_flops()
+    with counter, torch.no_grad():
+        model(x, frames)
+    return 3 * counter.get_total_flops()
 
 
 def top_ops(model, optimizer, batch, dtype, count=6):
@@ -286,7 +294,7 @@ def measure(name, blocks, batch_size, dtype, steps, warmup, profile_ops):
             elapsed = _timed(lambda: step(model, optimizers[key], batch, dtype))
             if i >= warmup:
                 times[key].append(elapsed)
-    flops = count_flops(reference, batch, dtype)
+    flops = count_flops(reference, batch)
     row = {"model": name, "batch": batch_size, "dtype": dtype, "frames_max": batch[0].shape[-1],
            "loss_rel_diff": loss_delta, "grad_rel_diff_max": grad_delta, "flops_per_step": flops,
            "nemo": why_not or "measured"}

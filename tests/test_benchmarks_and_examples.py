@@ -85,5 +85,33 @@ def test_rtf_wer_quick_mode(tmp_path):
                             "--load_dir", str(tmp_path / "none"), "--manifest", os.path.join(an4, "test_manifest.json"),
                             "--calibration_manifest", os.path.join(an4, "train_manifest.json"),
                             "--out", str(tmp_path / "r.json")])
-    assert set(results) == {"pytorch_fp32", "pytorch_bf16", "onnxruntime_fp32", "onnxruntime_int8"}
+    assert set(results) == {"pytorch_fp32", "pytorch_bf16", "onnxruntime_fp32", "onnxruntime_int8",
+                            "pytorch_int8_static", "pytorch_int8_dynamic"}
     assert all(r["rtf"] > 0 and 0 <= r["wer"] for r in results.values())
+
+
+def test_train_step_benchmark_compares_equal_models_and_counts_flops(tmp_path):
+    import torch
+    import train_step
+
+    result = train_step.main(["--models", "demo", "--batch_sizes", "2", "--steps", "1", "--warmup", "0",
+                              "--dtypes", "fp32", "--out", str(tmp_path / "ts.json")])
+    row, = result["rows"]
+    assert json.loads((tmp_path / "ts.json").read_text())["rows"][0]["model"] == "demo"
+    # the reference really is the same model: same loss and gradients within float rounding
+    assert row["loss_rel_diff"] < 1e-5 and row["grad_rel_diff_max"] < 1e-4
+    assert row["ours_s"] > 0 and row["reference_s"] > 0
+    assert row["speedup_vs_reference"] == pytest.approx(row["reference_s"] / row["ours_s"])
+    assert {op["op"] for op in row["top_ops_ours"]} and 0 < sum(op["share"] for op in row["top_ops_ours"]) <= 1
+    # FLOPs: 3x a hand count of the forward convolutions (2 * out frames * batch * weights per conv)
+    blocks = train_step.load_blocks(train_step.CONFIGS["demo"])
+    reference = train_step.ReferenceQuartzNet(blocks, train_step.FEATURES, train_step.LABELS)
+    x, frames, _, _ = train_step.make_batch(2)
+    flops = []
+    hooks = [m.register_forward_hook(lambda m, i, o: flops.append(2 * o.shape[0] * o.shape[-1] * m.weight.numel()))
+             for m in reference.modules() if isinstance(m, torch.nn.Conv1d)]
+    with torch.no_grad():
+        reference(x, frames)
+    for hook in hooks:
+        hook.remove()
+    assert row["flops_per_step"] == 3 * sum(flops)
