@@ -16,7 +16,6 @@ import sys
 import tempfile
 import time
 
-import torch
 from ruamel.yaml import YAML
 
 HERE = os.path.dirname(os.path.abspath(__file__))

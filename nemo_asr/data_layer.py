@@ -79,11 +79,11 @@ class AudioToTextDataLayer(DataLayerNM):
             entries, unreadable, corrected = check_headers(entries)
             self._report.add(corrected)
             apply_policy(unreadable, self._skip_bad_files, self._report)
-        entries, too_short, too_long = filter_by_duration(entries, min_duration, max_duration, paths)
-        self._report.add(duration_drops(too_short, too_long, min_duration, max_duration))
-        if load_audio and not check_audio:
+        elif load_audio:  # before the duration filter: a missing file is reported as missing, never as "short"
             entries, missing = check_files_exist(entries)
             apply_policy(missing, self._skip_bad_files, self._report)
+        entries, too_short, too_long = filter_by_duration(entries, min_duration, max_duration, paths)
+        self._report.add(duration_drops(too_short, too_long, min_duration, max_duration))
         self._report.log_summary(f"{type(self).__name__} {', '.join(paths)}", checked,
                                  time.perf_counter() - start, since)
         return require_entries(entries, paths)

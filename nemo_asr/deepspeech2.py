@@ -29,7 +29,7 @@ class DeepSpeech2Encoder(TrainableNM):
         lookahead_context: future frames the lookahead sees (unidirectional only; 0: none).
         output_norm: sequence-wise batch norm on the output (deepspeech.pytorch's, before its fc).
 
-    Padded time steps never reach valid ones (packed sequences, masked
+    Padded time steps never reach valid ones (each RNN direction runs within each utterance's length, masked
     convolutions and batch-norm statistics) and come out zero; see
     ``nemo_asr.parts.deepspeech2`` for how the exported (traced) graph keeps this.
     """

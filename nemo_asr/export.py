@@ -62,7 +62,10 @@ class PipelineFeatures(torch.nn.Module):
         self.stft = featurizer.conv_stft()
 
     def forward(self, audio_signal, length):
-        return filterbank_features(audio_signal, length, **self.featurizer.options(stft=self.stft, pad_to=0))
+        # features in float32 under any autocast, as the preprocessor computes them in training
+        with torch.autocast(device_type=audio_signal.device.type, enabled=False):
+            return filterbank_features(audio_signal.float(), length,
+                                       **self.featurizer.options(stft=self.stft, pad_to=0))
 
 
 class AcousticPipeline(torch.nn.Module):

@@ -44,6 +44,7 @@ The CTC head (the decoder's 1x1 convolution) stays float unless
 character, and it is a small share of the time.
 """
 import copy
+import logging
 import os
 import tempfile
 import warnings
@@ -93,7 +94,7 @@ def quantize_pipeline(fp32_path, int8_path, calibration_batches, quantize_decode
 
 # ---------------------------------------------------------------- PyTorch (torch.ao) int8
 TORCH_METHODS = ("torch_dynamic", "torch_static")
-RNN_TYPES = (nn.LSTM, nn.GRU, nn.RNN)
+RNN_TYPES = (nn.LSTM, nn.GRU)  # what quantize_dynamic covers; a plain nn.RNN stays float (warned)
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
 
 
@@ -209,5 +210,9 @@ def _quantize_copies(encoder, decoder, method, calibration, quantize_head, backe
         for module in [encoder] + heads:
             torch.ao.quantization.convert(module, inplace=True)
     # both methods: RNN and Linear layers dynamically (the head has none)
+    if any(type(m) is nn.RNN for m in encoder.modules()):
+        logging.getLogger("nemo_asr").warning(
+            "%s: plain RNN layers (rnn_type: rnn) stay float: torch's dynamic int8 covers LSTM and GRU only",
+            method)
     torch.ao.quantization.quantize_dynamic(encoder, {nn.Linear, *RNN_TYPES}, dtype=torch.qint8, inplace=True)
     return encoder, decoder

@@ -164,7 +164,12 @@ class NeuralModule:
 
     @property
     def device(self):
-        """The torch.device this module was built for (from its placement, when it was built)."""
+        """Where the module's weights are: its first parameter's (or buffer's) device, so a module moved
+        with ``.to()`` reports where it went; a module without tensors reports the device it was built for
+        (its placement when built)."""
+        if isinstance(self, torch.nn.Module):
+            for tensor in itertools.chain(self.parameters(), self.buffers()):
+                return tensor.device
         return self._device
 
     @property

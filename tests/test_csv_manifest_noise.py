@@ -94,6 +94,10 @@ def test_csv_errors_name_file_and_line(tmp_path):
     layer = nemo_asr.AudioToTextDataLayer(manifest_filepath=str(tmp_path / "missing.csv"), labels=LABELS,
                                           batch_size=2, skip_bad_files=True)
     assert len(layer) == 1
+    # without the header pass, a missing file is still reported as missing, not dropped as too short
+    with pytest.raises(nemo_asr.UnusableUtterancesError, match=r"missing.csv:2: audio file .*gone.wav does not exist"):
+        nemo_asr.AudioToTextDataLayer(manifest_filepath=str(tmp_path / "missing.csv"), labels=LABELS,
+                                      batch_size=2, check_audio=False, min_duration=0.1)
 
 
 def noise_folder(tmp_path):
@@ -153,3 +157,14 @@ def test_noise_folder_in_the_data_layer_and_errors(tmp_path):
     (tmp_path / "broken" / "bad.wav").write_bytes(b"RIFF\x00\x00garbage" * 10)
     with pytest.raises(AudioLoadError, match="bad.wav"):
         NoiseFolderPerturbation(16000, str(tmp_path / "broken"))(clean, __import__("random").Random(0))
+
+
+def test_an_empty_or_silent_noise_file_is_named(tmp_path):
+    from nemo_asr.parts.perturb import NoiseFolderPerturbation
+
+    folder = tmp_path / "noise"
+    folder.mkdir()
+    sf.write(folder / "silence.wav", np.zeros(1600, dtype=np.float32), 16000)
+    perturbation = NoiseFolderPerturbation(sample_rate=16000, noise_dir=str(folder))
+    with pytest.raises(ValueError, match="silence.wav is empty or silent"):
+        perturbation(np.ones(800, dtype=np.float32), __import__("random").Random(0))

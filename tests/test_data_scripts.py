@@ -4,7 +4,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tarfile
 
 import numpy as np
@@ -201,3 +200,6 @@ def test_demo_defaults_never_override_what_the_user_typed():
     own = quartznet.resolve_defaults(parser.parse_args(["--train_dataset", "t.json"]), regular, demo=False)
     assert own.model_config.endswith("quartznet15x5.yaml") and own.lr == regular["lr"] != 0.015
     assert own.exp_name == regular["exp_name"] and own.bucketing == regular["bucketing"]
+    # the demo corpus options are an error with a dataset of one's own, not silently ignored
+    with pytest.raises(SystemExit):
+        quartznet.main(["--train_dataset", "t.json", "--demo_holdout_engine", "flite"])

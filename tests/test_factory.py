@@ -62,3 +62,12 @@ def test_gpu_fp16_mixed_precision_with_loss_scaling():
     loss = MSELoss()(predictions=fx(x=x), target=y)
     result = nf.train([loss], optimizer="novograd", optimization_params={"max_steps": 300, "lr": 0.01})
     assert result["loss"] < 0.45
+
+
+def test_a_module_moved_with_to_reports_where_its_weights_are():
+    fx = TaylorNet(dim=2, placement=nemo_core.DeviceType.CPU)
+    assert fx.device == torch.device("cpu")
+    fx.to(torch.float64)  # still on the CPU
+    assert fx.device == torch.device("cpu") == fx.fc1.weight.device
+    meta = TaylorNet(dim=2, placement=nemo_core.DeviceType.CPU).to("meta")  # any other device: it follows
+    assert meta.device == torch.device("meta")

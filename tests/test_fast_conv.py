@@ -192,3 +192,33 @@ def test_folding_batch_norms_keeps_eval_outputs_including_padding():
         got, got_len = run_blocks(folded, x, lengths)
     assert torch.equal(got_len, want_len)
     assert torch.allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel,padding", [(3, 0), (3, 4), (5, 2), (5, 4)])
+def test_dilated_convolutions_with_any_padding_equal_conv1d(kernel, padding):
+    torch.manual_seed(0)
+    fast = MaskedConv1d(8, 8, kernel, padding=padding, dilation=2, groups=8, impl="auto")
+    plain = MaskedConv1d(8, 8, kernel, padding=padding, dilation=2, groups=8, impl="conv1d")
+    plain.load_state_dict(fast.state_dict())
+    x, lengths = torch.randn(2, 8, 57), torch.tensor([57, 40])
+    (a, a_len), (b, b_len) = fast(x, lengths), plain(x, lengths)
+    assert a.shape == b.shape and torch.equal(a_len, b_len) and torch.allclose(a, b, atol=1e-5)
+
+
+def test_non_finite_values_in_padding_never_reach_valid_frames():
+    fast, _ = encoder_pair()
+    fast.train()
+    x, lengths = torch.randn(2, 16, 40), torch.tensor([40, 25])
+    x[1, :, 25:] = float("inf")
+    x[1, 0, 30] = float("nan")
+    out, _ = fast(audio_signal=x, length=lengths)
+    assert torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("p", [0.99999, 1e-6])
+def test_dropout_probabilities_15_bits_cannot_hold_use_torch_dropout(p):
+    layer = Dropout(p=p)
+    out = layer(torch.ones(1000))
+    assert torch.isfinite(out).all()
+    with pytest.raises(ValueError, match="2\\*\\*-16"):
+        cheap_keep_mask(torch.ones(10), p)

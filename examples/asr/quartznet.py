@@ -12,7 +12,6 @@ Every option of ``jasper.py`` applies.
 """
 import importlib.util
 import os
-import sys
 import time
 
 from nemo_asr.synthetic_speech import build_corpus
@@ -31,6 +30,7 @@ def _load_training_script():
 jasper = _load_training_script()
 
 DEMO_UTTERANCES = (3000, 200, 200)
+DEMO_ONLY = ("demo_data_dir", "demo_utterances", "demo_holdout_engine")  # options that only shape the demo corpus
 # the demo's model and CPU-sized schedule; each applies only where the option was not given
 DEMO_DEFAULTS = {"model_config": os.path.join(HERE, "configs", "quartznet_demo.yaml"), "exp_name": "quartznet_demo",
                  "random_seed": 0, "bucketing": True, "num_epochs": 13, "batch_size": 16, "lr": 0.015,
@@ -47,8 +47,8 @@ def build_parser():
     parser = jasper.build_parser(__doc__, default_config=os.path.join(HERE, "configs", "quartznet15x5.yaml"))
     parser.add_argument("--demo_data_dir", default=None,
                         help="where the demo corpus is cached (default: <work_dir>/demo_corpus)")
-    parser.add_argument("--demo_utterances", type=int, nargs=3, default=DEMO_UTTERANCES,
-                        metavar=("TRAIN", "DEV", "TEST"))
+    parser.add_argument("--demo_utterances", type=int, nargs=3, default=None, metavar=("TRAIN", "DEV", "TEST"),
+                        help=f"corpus size (default: {' '.join(map(str, DEMO_UTTERANCES))})")
     parser.add_argument("--demo_holdout_engine", default=None, choices=["espeak", "flite"],
                         help="robustness split: train on the other synthesis engine, evaluate on this one "
                              "(corpus cached in <work_dir>/demo_corpus_holdout_<engine>)")
@@ -87,7 +87,7 @@ def demo_corpus(args):
     holdout = args.demo_holdout_engine
     default_dir = "demo_corpus" + (f"_holdout_{holdout}" if holdout else "")
     data_dir = args.demo_data_dir or os.path.join(args.work_dir, default_dir)
-    train, dev, test = args.demo_utterances
+    train, dev, test = args.demo_utterances or DEMO_UTTERANCES
     started = time.perf_counter()
     if jasper.nemo_core.distributed.resolve_local_rank(args.local_rank) in (None, 0):
         build_corpus(data_dir, train, dev, test, holdout_engine=holdout)
@@ -105,6 +105,10 @@ def main(argv=None):
     parser, regular = build_parser()
     args = parser.parse_args(argv)
     demo = not args.train_dataset
+    if not demo:
+        given = [f"--{key}" for key in DEMO_ONLY if getattr(args, key) is not None]
+        if given:
+            parser.error(f"{', '.join(given)} only apply to the demo (no --train_dataset); remove them")
     args = resolve_defaults(args, regular, demo)
     with jasper.one_line_errors("quartznet.py", args.debug):
         if demo:

@@ -96,8 +96,9 @@ class Frames:
     Every layer that keeps the frame count (a stride-1 "same" convolution, a
     norm, squeeze-excitation, a residual 1x1 conv) shares one ``Frames`` and so
     one mask per forward pass; only a convolution that changes the length
-    makes a new one. ``mask(x)`` is (B, 1, T) in ``x``'s dtype, 1 on valid
-    frames and 0 on padding, and layers apply it by multiplication.
+    makes a new one. ``mask(x)`` is (B, 1, T) bool, True on padding; layers
+    apply it with ``masked_fill`` (not a multiplication, so non-finite values
+    in padding cannot reach valid frames or BatchNorm statistics).
     """
 
     __slots__ = ("lengths", "_masks")
@@ -111,16 +112,16 @@ class Frames:
         return lengths if isinstance(lengths, cls) else cls(lengths)
 
     def mask(self, x):
-        key = (x.shape[-1], x.dtype, x.device)
+        key = (x.shape[-1], x.device)
         mask = self._masks.get(key)
         if mask is None:
-            mask = (~lengths_mask(self.lengths, x.shape[-1]))[:, None, :].to(x.dtype)
+            mask = lengths_mask(self.lengths.to(x.device), x.shape[-1])[:, None, :]
             self._masks[key] = mask
         return mask
 
     def apply(self, x):
-        """``x`` with padded frames zeroed."""
-        return x * self.mask(x)
+        """``x`` with padded frames set to zero (also where they held NaN or inf)."""
+        return x.masked_fill(self.mask(x), 0.0)
 
 
 def _exporting():
@@ -209,7 +210,7 @@ def depthwise_conv_channels_last(x, conv):
                        dilation=(1, dilation), groups=groups)
         return out.squeeze(2)
     if dilation > 1:
-        if padding % dilation:
+        if 2 * padding != dilation * (conv.kernel_size[0] - 1):  # phases below assume "same" padding
             return conv(x)
         frames = x.shape[-1]
         # phase p holds frames p, p + d, p + 2d...; output frame t only reads frames of its own phase
@@ -238,7 +239,9 @@ class Dropout(nn.Dropout):
     """
 
     def forward(self, x):
-        if not self.training or x.device.type != "cpu" or not 0.0 < self.p < 1.0 or self.inplace or _exporting():
+        threshold = round(self.p * 32768)
+        if (not self.training or x.device.type != "cpu" or not 0 < threshold < 32768 or self.inplace
+                or _exporting()):  # p within 2**-16 of 0 or 1 cannot be represented: nn.Dropout's own sampling
             return super().forward(x)
         return x * cheap_keep_mask(x, self.p)
 
@@ -247,10 +250,12 @@ def cheap_keep_mask(x, p):
     """A scaled dropout keep mask shaped like ``x``: ``1 / (1 - q)`` with probability ``1 - q``, else 0, where
     ``q`` is ``p`` rounded to a multiple of ``2**-15``. Each 63-bit integer from torch's CPU generator is read
     as four 16-bit words whose low 15 bits are four independent uniform draws."""
+    threshold = int(round(p * 32768))
+    if not 0 < threshold < 32768:
+        raise ValueError(f"p={p} rounds to {threshold}/32768: use nn.Dropout for p within 2**-16 of 0 or 1")
     count = x.numel()
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=x.device).random_()
     draws = words.view(torch.int16)[:count] & 0x7FFF
-    threshold = int(round(p * 32768))
     keep = (draws >= threshold).to(x.dtype).mul_(32768.0 / (32768 - threshold))
     return keep.view(x.shape)
 

@@ -165,7 +165,11 @@ class _NoiseMixer:
         self.sample_rate, self.files, self.low, self.high = sample_rate, files, min_snr_db, max_snr_db
 
     def __call__(self, samples, rng):
-        noise = load_audio(rng.choice(self.files), self.sample_rate)
+        path = rng.choice(self.files)
+        noise = load_audio(path, self.sample_rate)
+        if not np.any(noise):  # empty, or all zeros
+            raise ValueError(f"noise file {path} is empty or silent, so no level can be set for it; remove it "
+                             f"from the noise set")
         if len(noise) < len(samples):
             noise = np.tile(noise, int(np.ceil(len(samples) / len(noise))))
         start = rng.randrange(0, len(noise) - len(samples) + 1)
