@@ -7,7 +7,6 @@ over the ``AcousticPipeline`` (features -> encoder -> CTC head), run eagerly
 only that backend varies. The typed DAG (``nemo_asr.ctc_graph``) is for
 training and training-time evaluation."""
 import os
-import re
 
 import torch
 
@@ -103,7 +102,7 @@ class Recognizer:
         (``small_qn-JasperEncoder-STEP-*.pt``, ``jasper10x5-JasperEncoder-STEP-*.pt``...):
         ``pattern`` (``--ckpt_pattern``) is a part of the file names that picks one.
         """
-        from nemo_core.checkpointing import CheckpointError, checkpoint_names
+        from nemo_core.checkpointing import CheckpointError, checkpoint_names, describe_prefixes, sets_by_prefix
 
         folder = os.fspath(folder)
         names = list(checkpoint_names([self.encoder, self.decoder]).values())
@@ -111,7 +110,7 @@ class Recognizer:
             kind = "is not a folder" if os.path.exists(folder) else "does not exist"
             raise CheckpointError(f"Checkpoint folder {folder} {kind} (--load_dir): give the folder holding "
                                   f"{' and '.join(f'*{name}-STEP-*.pt' for name in names)}")
-        sets = checkpoint_sets(folder, names)
+        sets = sets_by_prefix(folder, names)
         if not sets:
             raise CheckpointError(f"No checkpoint set for {', '.join(names)} in {folder} (files named "
                                   f"[PREFIX-]{names[0]}-STEP-N.pt etc.); is --load_dir the right folder?")
@@ -120,10 +119,10 @@ class Recognizer:
                            for files in steps.values())}
         if not matching:
             raise CheckpointError(f"No checkpoint set in {folder} matches --ckpt_pattern {pattern!r}; "
-                                  f"it holds {describe_sets(sets)}: pass one of these names")
+                                  f"it holds {describe_prefixes(sets)}: pass one of these names")
         if len(matching) > 1:
             which = f" matching --ckpt_pattern {pattern!r}" if pattern else ""
-            raise CheckpointError(f"{folder} holds several checkpoint sets{which}: {describe_sets(matching)}; "
+            raise CheckpointError(f"{folder} holds several checkpoint sets{which}: {describe_prefixes(matching)}; "
                                   "choose one with --ckpt_pattern NAME")
         return next(iter(matching))
 
@@ -184,38 +183,6 @@ def _runner_precision(nf):
     if nf.precision.level == Optimization.mxprO0:
         return "fp32"
     return "fp16" if nf.precision.half_dtype == torch.float16 else "bf16"
-
-
-def checkpoint_sets(folder, names):
-    """The complete checkpoint sets in ``folder``: ``{prefix: {step: {name: path}}}``.
-
-    A set's prefix is what precedes the module names in its file names
-    (``small_qn`` for ``small_qn-JasperEncoder-STEP-1.pt``; ``""`` for
-    ``JasperEncoder-STEP-1.pt``); complete means a file for every name.
-    """
-    found = {}
-    for name in names:
-        regex = re.compile(r"^(?:(.*)[-_])?" + re.escape(name) + r"-STEP-(\d+)\.pt$")
-        for base in sorted(os.listdir(folder)):
-            match = regex.match(base)
-            if match:
-                key = (match.group(1) or "", int(match.group(2)))
-                found.setdefault(key, {})[name] = os.path.join(folder, base)
-    sets = {}
-    for (prefix, step), files in sorted(found.items()):
-        if len(files) == len(names):
-            sets.setdefault(prefix, {})[step] = files
-    return sets
-
-
-def describe_sets(sets):
-    """``small_jasper_dr (step 247400), small_qn (steps 100, 200)`` for ``checkpoint_sets``' result."""
-    parts = []
-    for prefix, steps in sets.items():
-        listed = sorted(steps)[-5:]
-        parts.append(f"{prefix or '(no prefix)'} (step{'s' if len(listed) > 1 else ''} "
-                     f"{', '.join(map(str, listed))})")
-    return ", ".join(parts)
 
 
 def beam_decoder(labels, lm_path, beam_width, alpha, beta, num_cpus=1):

@@ -118,16 +118,54 @@ CheckpointSet = collections.namedtuple("CheckpointSet", "folder step files train
 CheckpointSet.__doc__ = """One step's files: ``files`` maps module name -> path; ``trainer_file`` may be None."""
 
 
+def _module_files(folder, name):
+    """``[(prefix, step, path)]`` of the ``[prefix-]{name}-STEP-{step}.pt`` files in ``folder`` (the one
+    place that reads checkpoint file names; ``prefix`` is ``""`` when there is none)."""
+    regex = re.compile(r"^(?:(.*)[-_])?" + re.escape(name) + r"-STEP-(\d+)\.pt$")
+    found = []
+    for path in sorted(glob.glob(os.path.join(glob.escape(folder), "*.pt"))):
+        match = regex.match(os.path.basename(path))
+        if match:
+            found.append((match.group(1) or "", int(match.group(2)), path))
+    return found
+
+
 def _files_by_step(folder, name, pattern=""):
     """``{step: [paths]}`` of ``[prefix-]{name}-STEP-{step}.pt`` files whose name contains ``pattern``."""
-    regex = re.compile(r"^(?:.*[-_])?" + re.escape(name) + r"-STEP-(\d+)\.pt$")
     steps = {}
-    for path in glob.glob(os.path.join(glob.escape(folder), "*.pt")):
-        base = os.path.basename(path)
-        match = regex.match(base)
-        if match and pattern in base:
-            steps.setdefault(int(match.group(1)), []).append(path)
+    for _, step, path in _module_files(folder, name):
+        if pattern in os.path.basename(path):
+            steps.setdefault(step, []).append(path)
     return steps
+
+
+def sets_by_prefix(folder, names):
+    """The complete checkpoint sets in ``folder`` grouped by file-name prefix: ``{prefix: {step: {name: path}}}``.
+
+    A set's prefix is what precedes the module names in its file names
+    (``small_qn`` for ``small_qn-JasperEncoder-STEP-1.pt``; ``""`` for
+    ``JasperEncoder-STEP-1.pt``); complete means a file for every name. An NGC
+    download may hold several models in one folder; this tells them apart.
+    """
+    found = {}
+    for name in names:
+        for prefix, step, path in _module_files(folder, name):
+            found.setdefault((prefix, step), {})[name] = path
+    sets = {}
+    for (prefix, step), files in sorted(found.items()):
+        if len(files) == len(names):
+            sets.setdefault(prefix, {})[step] = files
+    return sets
+
+
+def describe_prefixes(sets):
+    """``small_jasper_dr (step 247400), small_qn (steps 100, 200)`` for ``sets_by_prefix``' result."""
+    parts = []
+    for prefix, steps in sets.items():
+        listed = sorted(steps)[-5:]
+        parts.append(f"{prefix or '(no prefix)'} (step{'s' if len(listed) > 1 else ''} "
+                     f"{', '.join(map(str, listed))})")
+    return ", ".join(parts)
 
 
 def _single(folder, name, step, paths):
