@@ -164,8 +164,8 @@ class NeuralModule:
 
     @property
     def device(self):
-        """Where the module's weights are: its first parameter's (or buffer's) device, so a module moved
-        with ``.to()`` reports where it went; a module without tensors reports the device it was built for
+        """The device of the module's weights (its first parameter or buffer), so a module moved with
+        ``.to()`` reports where it went; a module without tensors reports the device it was built for
         (its placement when built)."""
         if isinstance(self, torch.nn.Module):
             for tensor in itertools.chain(self.parameters(), self.buffers()):
