@@ -7,14 +7,13 @@ per frame, which with the encoder's final batch norm is deepspeech.pytorch's
 it with a ``DeepSpeech2Encoder`` section in place of ``JasperEncoder``
 (``examples/asr/configs/deepspeech2.yaml``).
 """
-import collections
 
-from nemo_core import EncodedRepresentation, LengthsType, NeuralType, SpectrogramType, TrainableNM
 
+from .acoustic_encoder import AcousticEncoder
 from .parts.deepspeech2 import DeepSpeech2Net
 
 
-class DeepSpeech2Encoder(TrainableNM):
+class DeepSpeech2Encoder(AcousticEncoder):
     """2-D convolutions + GRU/LSTM stack (+ lookahead when unidirectional), as deepspeech.pytorch.
 
     Args:
@@ -42,20 +41,6 @@ class DeepSpeech2Encoder(TrainableNM):
         self._feat_in = feat_in
         self.net = DeepSpeech2Net(feat_in, conv_channels, conv_kernel, conv_stride, conv_padding, rnn_type,
                                   rnn_hidden_size, rnn_layers, bidirectional, lookahead_context, output_norm)
-
-    @property
-    def input_ports(self):
-        return collections.OrderedDict(
-            audio_signal=NeuralType(("B", ("D", self._feat_in), "T"), SpectrogramType()),
-            length=NeuralType(("B",), LengthsType()),
-        )
-
-    @property
-    def output_ports(self):
-        return collections.OrderedDict(
-            outputs=NeuralType(("B", ("D", self.out_channels), "T"), EncodedRepresentation()),
-            encoded_lengths=NeuralType(("B",), LengthsType()),
-        )
 
     @property
     def out_channels(self):

@@ -4,14 +4,15 @@ State-dict keys equal NeMo 0.x's, so NGC checkpoints restore with ``restore_from
 """
 import collections
 
-from nemo_core import EncodedRepresentation, LengthsType, LogprobsType, NeuralType, SpectrogramType, TrainableNM
+from nemo_core import EncodedRepresentation, LogprobsType, NeuralType, TrainableNM
 
+from .acoustic_encoder import AcousticEncoder
 from .parts.jasper import (
     CTCDecoderHead, JasperEncoderNet, ctc_log_probs, encoded_lengths, run_blocks, total_stride,
 )
 
 
-class JasperEncoder(TrainableNM):
+class JasperEncoder(AcousticEncoder):
     """Jasper BxR, Jasper DR, QuartzNet: blocks described by the ``jasper`` list.
 
     The input port declares ``D = feat_in * frame_splicing``, so wiring it to a
@@ -39,20 +40,6 @@ class JasperEncoder(TrainableNM):
             jasper, activation, feat_in, normalization_mode=normalization_mode, residual_mode=residual_mode,
             norm_groups=norm_groups, conv_mask=conv_mask, frame_splicing=frame_splicing, init_mode=init_mode,
             conv_impl=conv_impl)
-
-    @property
-    def input_ports(self):
-        return collections.OrderedDict(
-            audio_signal=NeuralType(("B", ("D", self._feat_in), "T"), SpectrogramType()),
-            length=NeuralType(("B",), LengthsType()),
-        )
-
-    @property
-    def output_ports(self):
-        return collections.OrderedDict(
-            outputs=NeuralType(("B", ("D", self._out_channels), "T"), EncodedRepresentation()),
-            encoded_lengths=NeuralType(("B",), LengthsType()),
-        )
 
     @property
     def out_channels(self):

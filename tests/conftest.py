@@ -43,3 +43,13 @@ def subprocess_env():
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: tiny models are fastest so, and OpenMP threads spinning for
+    per-step RNN ops slow a shared CPU down many times over."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -23,14 +23,7 @@ AN4 = os.path.join(REPO, "tests", "data", "an4_subset")
 TINY = dict(conv_channels=[4, 8], conv_kernel=[[11, 5], [5, 5]], conv_padding=[[5, 2], [2, 2]], rnn_hidden_size=24,
             rnn_layers=3)
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest, and OpenMP threads spinning for per-step RNN ops slow a shared
-    CPU down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny RNN models: see conftest.one_thread
 
 
 

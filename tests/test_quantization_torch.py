@@ -30,14 +30,7 @@ SERVE_MODEL = os.path.join(REPO, "tests", "data", "serve_model")  # tiny QuartzN
 CER_BOUND = 0.05
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread is fastest, and OpenMP threads spinning for per-step RNN ops slow a shared
-    CPU down many times over."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny RNN models: see conftest.one_thread
 
 
 def an4_audio(count=6, split="test_manifest.json"):
