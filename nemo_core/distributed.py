@@ -7,7 +7,9 @@ Works with ``python -m torch.distributed.launch`` (``--local-rank=N`` or
 """
 import atexit
 import datetime
+import gc
 import os
+import weakref
 
 import torch
 import torch.distributed as dist
@@ -39,6 +41,7 @@ class DistributedContext:
         self.local_rank = local_rank
         self.backend = backend
         self._wrapped = {}
+        _CONTEXTS.add(self)
 
     @classmethod
     def from_environment(cls, local_rank=None, use_cuda=False, timeout_s=1800):
@@ -112,12 +115,21 @@ class DistributedContext:
             dist.barrier()
 
 
+_CONTEXTS = weakref.WeakSet()
+
+
 def _destroy_process_group():
     """Tear down the process group this module created before the interpreter exits; left to
     interpreter teardown, gloo's threads sometimes abort the process ("terminate called without an
-    active exception", SIGABRT) after a run that finished fine."""
+    active exception", SIGABRT) after a run that finished fine. The DDP wrappers (whose reducers hold
+    the group) are released and collected first, so the group's threads end here, not in the
+    interpreter's final teardown."""
+    for context in list(_CONTEXTS):
+        context._wrapped.clear()
+    gc.collect()
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+    gc.collect()
 
 
 def _predivide_allreduce_hook(world_size, bucket):
