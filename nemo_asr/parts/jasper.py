@@ -141,6 +141,12 @@ class Frames:
         return x.masked_fill(self.padding(x), 0.0)
 
 
+def keeps_length(conv):
+    """Whether ``conv`` (an ``nn.Conv1d``) returns as many frames as it is given ("same" padding, stride 1)."""
+    (kernel,), (stride,), (padding,), (dilation,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
+    return stride == 1 and 2 * padding == dilation * (kernel - 1)
+
+
 def _exporting():
     return torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.jit.is_scripting()
 
@@ -179,7 +185,7 @@ class MaskedConv1d(nn.Module):
                               dilation=dilation, groups=groups, bias=bias)
         self.use_mask = use_mask
         self.heads = heads
-        self.keeps_length = stride == 1 and 2 * padding == dilation * (kernel_size - 1)
+        self.keeps_length = keeps_length(self.conv)
         self.channels_last_on_cpu = impl == "auto" and heads == -1 and groups == in_channels > 1
 
     def get_seq_len(self, lengths):
@@ -227,7 +233,7 @@ def depthwise_conv_channels_last(x, conv):
                        dilation=(1, dilation), groups=groups)
         return out.squeeze(2)
     if dilation > 1:
-        if 2 * padding != dilation * (conv.kernel_size[0] - 1):  # phases below assume "same" padding
+        if not keeps_length(conv):  # the phases below assume "same" padding
             return conv(x)
         frames = x.shape[-1]
         # phase p holds frames p, p + d, p + 2d...; output frame t only reads frames of its own phase
@@ -256,20 +262,25 @@ class Dropout(nn.Dropout):
     """
 
     def forward(self, x):
-        threshold = round(self.p * 32768)
-        if (not self.training or x.device.type != "cpu" or not 0 < threshold < 32768 or self.inplace
+        if (not self.training or x.device.type != "cpu" or _drop_threshold(self.p) is None or self.inplace
                 or _exporting()):  # p within 2**-16 of 0 or 1 cannot be represented: nn.Dropout's own sampling
             return super().forward(x)
         return x * cheap_keep_mask(x, self.p)
+
+
+def _drop_threshold(p):
+    """``p`` in units of 2**-15 (a 15-bit draw below it drops the element), or None where that rounds to 0 or 1."""
+    threshold = int(round(p * 32768))
+    return threshold if 0 < threshold < 32768 else None
 
 
 def cheap_keep_mask(x, p):
     """A scaled dropout keep mask shaped like ``x``: ``1 / (1 - q)`` with probability ``1 - q``, else 0, where
     ``q`` is ``p`` rounded to a multiple of ``2**-15``. Each 63-bit integer from torch's CPU generator is read
     as four 16-bit words whose low 15 bits are four independent uniform draws."""
-    threshold = int(round(p * 32768))
-    if not 0 < threshold < 32768:
-        raise ValueError(f"p={p} rounds to {threshold}/32768: use nn.Dropout for p within 2**-16 of 0 or 1")
+    threshold = _drop_threshold(p)
+    if threshold is None:
+        raise ValueError(f"p={p} rounds to 0 or 1 in steps of 2**-15: use nn.Dropout for p within 2**-16 of 0 or 1")
     count = x.numel()
     words = torch.empty((count + 3) // 4, dtype=torch.int64, device=x.device).random_()
     draws = words.view(torch.int16)[:count] & 0x7FFF
