@@ -220,9 +220,9 @@ def build(args):
         if info.get("config_hash") == digest and all(os.path.exists(m) for m in manifests.values()):
             logger.info("Cached corpus in %s matches these settings; nothing to do", args.output_dir)
             return manifests
+    jobs = plan(args, engines)  # first: settings it refuses leave no folders behind
     for split in manifests:
         os.makedirs(os.path.join(args.output_dir, split), exist_ok=True)
-    jobs = plan(args, engines)
     rows = {s: [] for s in manifests}
     from tqdm import tqdm
 
