@@ -116,6 +116,11 @@ class AudioToTextDataLayer(DataLayerNM):
         require_entries(self._dataset.entries, self._manifests)
         return dropped
 
+    def transcripts(self):
+        """The kept utterances' transcripts as the model learns them: normalised, in ``labels`` characters."""
+        labels = self.labels
+        return ["".join(labels[t] for t in tokens if 0 <= t < len(labels)) for tokens in self._dataset.tokens]
+
     def rng_state(self):
         """The perturbations' generator (meaningful with ``num_workers=0``: workers hold their own copies)."""
         augmentor = self._dataset.augmentor

@@ -17,13 +17,14 @@ from .model_config import modules_from_config
 
 
 class Recognizer:
-    """Preprocessor + encoder + decoder from a NeMo-style model config."""
+    """Preprocessor + encoder + decoder from a NeMo-style model config
+    (``modules``: these three, already built from ``cfg``, e.g. just trained)."""
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, modules=None):
         self.cfg = cfg
         self.labels = cfg["labels"]
         self.sample_rate = cfg.get("sample_rate", 16000)
-        self.preprocessor, self.encoder, self.decoder = modules_from_config(cfg)
+        self.preprocessor, self.encoder, self.decoder = modules or modules_from_config(cfg)
         self.greedy = GreedyCTCDecoder()
         hop = self.preprocessor.featurizer.hop_length / self.sample_rate
         self.frame_seconds = hop * self.encoder.total_stride
@@ -150,7 +151,7 @@ class Recognizer:
         if runner is None:
             if load_dir is not None:
                 self.load(load_dir, ckpt_pattern)
-            runner = self.runner("pytorch", _runner_precision(nf), device=nf.device)
+            runner = self.runner("pytorch", runner_precision(nf), device=nf.device)
         layer = self.data_layer(manifest, batch_size, check_audio=check_audio)
         batches = []
         loader = layer.make_dataloader(training=False, distributed=nf.distributed)  # this rank's block
@@ -176,7 +177,7 @@ class Recognizer:
         }
 
 
-def _runner_precision(nf):
+def runner_precision(nf):
     """The runner precision matching ``nf``'s optimisation level: fp32 at O0, else its half type under autocast."""
     from nemo_core import Optimization
 

@@ -6,7 +6,6 @@ terminal) counts the grid. Errors are one line on stderr with exit status 1
 (``--debug`` shows the traceback).
 """
 import argparse
-import itertools
 import json
 import os
 import sys
@@ -16,8 +15,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from nemo_asr.inference import beam_decoder, beam_search  # noqa: E402
-from nemo_asr.metrics import word_error_rate  # noqa: E402
+from nemo_asr.inference import beam_decoder  # noqa: E402
+from nemo_asr.language_model import grid_search  # noqa: E402
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
 
 SAVED_KEYS = ("log_probs", "references", "labels")
@@ -68,7 +67,7 @@ def main(argv=None):
 def tune(args):
     from tqdm import tqdm
 
-    pairs = list(itertools.product(grid(args.alpha, "--alpha"), grid(args.beta, "--beta")))
+    alphas, betas = grid(args.alpha, "--alpha"), grid(args.beta, "--beta")
     if args.output:
         folder = os.path.dirname(os.path.abspath(args.output))
         if os.path.isdir(args.output) or not os.path.isdir(folder):
@@ -76,18 +75,15 @@ def tune(args):
                             f"{'it is a folder' if os.path.isdir(args.output) else f'folder {folder} does not exist'}")
     tag, data = load_saved(args.logprobs, args.dataset)
     # one decoder (the LM loads once); each grid point only changes its weights
-    decoder = beam_decoder(data["labels"], args.lm_path, args.beam_width, pairs[0][0], pairs[0][1],
+    decoder = beam_decoder(data["labels"], args.lm_path, args.beam_width, alphas[0], betas[0],
                            num_cpus=args.num_cpus)
-    results = []
+
+    def show(row):
+        tqdm.write(f"alpha {row['alpha']:5.2f}  beta {row['beta']:5.2f}  WER {row['wer'] * 100:6.2f}%", file=sys.stdout)
+        sys.stdout.flush()
+
     try:
-        for alpha, beta in tqdm(pairs, desc="alpha/beta grid", unit="pair", disable=None):
-            decoder.set_weights(alpha, beta)
-            texts = beam_search(data["log_probs"], data["labels"], args.lm_path, args.beam_width, alpha, beta,
-                                decoder=decoder, progress=False)
-            wer = word_error_rate(texts, data["references"])[0]
-            results.append({"alpha": alpha, "beta": beta, "wer": wer})
-            tqdm.write(f"alpha {alpha:5.2f}  beta {beta:5.2f}  WER {wer * 100:6.2f}%", file=sys.stdout)
-            sys.stdout.flush()
+        results = grid_search(decoder, data["log_probs"], data["references"], alphas, betas, on_result=show)
     finally:
         decoder.close()
     best = min(results, key=lambda r: r["wer"])

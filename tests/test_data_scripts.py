@@ -175,6 +175,23 @@ def test_demo_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     assert "| dev_manifest |" in result.stdout and "| test_manifest |" in result.stdout
     summary = json.loads((tmp_path / "quartznet_demo" / "results.json").read_text())
     assert set(summary["eval"]) == {"dev_manifest", "test_manifest"}
+    # beam search with a 3-gram LM from the training transcripts, tuned on dev, next to greedy
+    lm = summary["beam_lm"]
+    assert lm["order"] == 3 and lm["tuned_on"] == "dev_manifest" and set(lm["wer"]) == set(summary["eval"])
+    assert os.path.isfile(lm["lm_path"]) and len(lm["grid"]) == 12
+    # the LM pass recognises the same utterances with the same weights as the final evaluation
+    assert lm["greedy_wer"] == {tag: row["wer"] for tag, row in summary["eval"].items()}
+    assert "beam 32 + 3-gram LM WER" in result.stdout and "(tuned here)" in result.stdout
+
+
+def test_demo_without_the_lm_extra_reports_greedy_only_and_says_how_to_add_beam_search(monkeypatch, capsys):
+    quartznet = load_quartznet_script()
+    monkeypatch.setattr(quartznet, "lm_extra_installed", lambda: False)  # as after pip install -e ".[asr]"
+    parser, regular = quartznet.build_parser()
+    assert quartznet.resolve_defaults(parser.parse_args([]), regular, demo=True).lm_order == 0
+    assert "pip install -e '.[lm]' adds beam search" in capsys.readouterr().out
+    # asked for by name, the LM table is not dropped: jasper.py then names the missing extra
+    assert quartznet.resolve_defaults(parser.parse_args(["--lm_order", "4"]), regular, demo=True).lm_order == 4
 
 
 def load_quartznet_script():
@@ -200,6 +217,7 @@ def test_demo_defaults_never_override_what_the_user_typed():
     own = quartznet.resolve_defaults(parser.parse_args(["--train_dataset", "t.json"]), regular, demo=False)
     assert own.model_config.endswith("quartznet15x5.yaml") and own.lr == regular["lr"] != 0.015
     assert own.exp_name == regular["exp_name"] and own.bucketing == regular["bucketing"]
+    assert untyped.lm_order == (3 if quartznet.lm_extra_installed() else 0) and own.lm_order == 0
     # the demo corpus options are an error with a dataset of one's own, not silently ignored
     with pytest.raises(SystemExit):
         quartznet.main(["--train_dataset", "t.json", "--demo_holdout_engine", "flite"])

@@ -204,6 +204,19 @@ def test_missing_manifest_is_one_line_and_creates_nothing(tmp_path, capsys):
     assert not (tmp_path / "work").exists()
 
 
+@pytest.mark.parametrize("extra, words", [
+    (["--lm_order", "1"], ["--lm_order 1", "order 2 or more"]),
+    (["--lm_order", "3"], ["--lm_order needs an eval set"]),
+    (["--lm_order", "3", "--eval_datasets", "EVAL", "--beam_width", "0"], ["--beam_width 0"]),
+])
+def test_lm_options_are_checked_before_anything_is_built(tmp_path, capsys, extra, words):
+    train = write_manifest(tmp_path / "train.json", an4_rows(count=2))
+    extra = [str(train) if value == "EVAL" else value for value in extra]
+    status, _, err = run_jasper(tiny_args(train, tmp_path / "work", "lm", *extra), capsys)
+    assert_one_line_error(status, err, "jasper.py", *words)
+    assert not (tmp_path / "work").exists()
+
+
 def test_unknown_optimizer_is_refused_by_argparse(tmp_path, capsys):
     train = write_manifest(tmp_path / "train.json", an4_rows(count=2))
     status, _, err = run_jasper(tiny_args(train, tmp_path / "work", "x", "--optimizer", "adamx"), capsys)

@@ -79,6 +79,11 @@ def build_parser(description=__doc__, default_config=None):
     add("--finetune_pattern", default="", help="only checkpoint files whose name contains this, e.g. 'quartznet15x5'")
     add("--perturb_config", default=None, help="YAML of audio perturbations for training")
     add("--eval_freq", type=int, default=None, help="steps between evaluations (default: every epoch)")
+    add("--lm_order", type=int, default=0,
+        help="after training, estimate an N-gram LM (modified Kneser-Ney) from the training transcripts, tune "
+             "beam-search alpha/beta on the first eval set and add beam + LM WER to the final table "
+             "(<exp_dir>/train_text_Ngram.arpa; needs the lm extra; default 0: off)")
+    add("--beam_width", type=int, default=32, help="beam width for --lm_order (default: %(default)s)")
     add("--log_freq", type=int, default=25, help="steps between training log lines")
     add("--random_seed", type=int, default=None)
     add("--num_workers", type=int, default=0)
@@ -158,6 +163,23 @@ def check_inputs(args):
                             f"*-STEP-*.pt files")
     if args.perturb_config and not os.path.isfile(args.perturb_config):
         raise UserError(f"--perturb_config {args.perturb_config} does not exist; give a YAML file of perturbations")
+    if getattr(args, "lm_order", 0):
+        check_lm_options(args)
+
+
+def check_lm_options(args):
+    """``--lm_order`` needs an order of 2 or more, an eval set to tune on and the ``lm`` extra: all checked
+    before training, not found missing after it."""
+    from nemo_core.utils.cli import require
+
+    if args.lm_order < 2:
+        raise UserError(f"--lm_order {args.lm_order}: an n-gram LM needs order 2 or more (0 turns it off)")
+    if args.beam_width < 1:
+        raise UserError(f"--beam_width {args.beam_width}: give 1 or more")
+    if not (args.eval_datasets or args.final_eval_datasets):
+        raise UserError("--lm_order needs an eval set (--eval_datasets) to tune the LM weights on")
+    for package in ("pyctcdecode", "kenlm"):
+        require(package, "lm", "--lm_order (beam search with an n-gram LM)")
 
 
 def eval_tags(paths):
@@ -342,11 +364,48 @@ def build_and_train(args, cfg, watcher, built):
     result = nf.train([trained.loss], callbacks=callbacks, optimizer=args.optimizer, optimization_params=params,
                       lr_policy=policy, batches_per_step=args.iter_per_step, stop_on_nan_loss=args.stop_on_nan_loss,
                       max_consecutive_skips=args.max_consecutive_skips)
-    return report(nf, exp_dir, evaluators, result)
+    lm = None
+    if args.lm_order:
+        manifests = dict(zip(evaluators, (path for path, _ in eval_sets)))
+        lm = evaluate_with_transcript_lm(args, cfg, nf, exp_dir, (preprocessor, encoder, decoder), train_layer,
+                                         manifests)
+    return report(nf, exp_dir, evaluators, result, lm)
 
 
-def report(nf, exp_dir, evaluators, result):
-    """Print the WER table and write results.json (rank 0)."""
+def evaluate_with_transcript_lm(args, cfg, nf, exp_dir, modules, train_layer, manifests):
+    """``--lm_order``: the trained model's log-probs on every eval set (all ranks share the work), an
+    n-gram LM from the training transcripts, alpha/beta tuned on the first eval set and beam + LM WER
+    per eval set (rank 0; None on the other ranks)."""
+    import time
+
+    from nemo_asr.inference import Recognizer, runner_precision
+    from nemo_asr.language_model import evaluate_with_lm, write_transcript_lm
+    from nemo_asr.metrics import word_error_rate
+
+    started = time.perf_counter()
+    recognizer = Recognizer(cfg, modules)
+    runner = recognizer.runner("pytorch", runner_precision(nf), device=nf.device)
+    runs = {tag: recognizer.run(nf, path, args.eval_batch_size or args.batch_size, runner=runner,
+                                verbose=nf.is_main)
+            for tag, path in manifests.items()}
+    if not nf.is_main:
+        return None
+    lm_path, sentences, words = write_transcript_lm(
+        train_layer.transcripts(), os.path.join(exp_dir, f"train_text_{args.lm_order}gram.arpa"), args.lm_order)
+    tune_on = next(iter(manifests))
+    nf.logger.info("Beam search + %d-gram LM from %d training transcripts (%d words): %s; alpha/beta tuned on %s",
+                   args.lm_order, sentences, words, lm_path, tune_on)
+    result = evaluate_with_lm(runs, recognizer.labels, lm_path, tune_on, beam_width=args.beam_width)
+    result.update(lm_path=lm_path, order=args.lm_order, tuned_on=tune_on, seconds=time.perf_counter() - started,
+                  greedy_wer={tag: word_error_rate(run["hypotheses"], run["references"])[0]
+                              for tag, run in runs.items()})
+    nf.logger.info("Beam search + LM: alpha %.2f, beta %.2f, beam %d; %.0f s", result["alpha"], result["beta"],
+                   result["beam_width"], result["seconds"])
+    return result
+
+
+def report(nf, exp_dir, evaluators, result, lm=None):
+    """Print the WER table (greedy; with ``lm``, beam + LM next to it) and write results.json (rank 0)."""
     if not nf.is_main:
         return None
     rows = {}
@@ -356,12 +415,22 @@ def report(nf, exp_dir, evaluators, result):
             rows[tag] = {"step": step, "wer": values[f"Evaluation_WER_{tag}"], "loss": values[f"Evaluation_Loss_{tag}"],
                          "history": [(s, v[f"Evaluation_WER_{tag}"]) for s, v in evaluator.history]}
     summary = {"train": result, "eval": rows}
+    if lm is not None:
+        summary["beam_lm"] = lm
     with open(os.path.join(exp_dir, "results.json"), "w") as handle:
         json.dump(summary, handle, indent=1)
-    if rows:
+    if rows and lm is None:
         print("\n| eval set | step | WER | loss |\n|---|---|---|---|")
         for tag, row in rows.items():
             print(f"| {tag} | {row['step']} | {row['wer'] * 100:.2f}% | {row['loss']:.3f} |")
+    elif rows:
+        print(f"\n| eval set | step | greedy WER | beam {lm['beam_width']} + {lm['order']}-gram LM WER | loss |"
+              "\n|---|---|---|---|---|")
+        for tag, row in rows.items():
+            tuned = " (tuned here)" if tag == lm["tuned_on"] else ""
+            print(f"| {tag} | {row['step']} | {row['wer'] * 100:.2f}% | {lm['wer'][tag] * 100:.2f}%{tuned} "
+                  f"| {row['loss']:.3f} |")
+        print(f"LM: {lm['lm_path']} (from the training transcripts), alpha {lm['alpha']:g}, beta {lm['beta']:g}")
     sys.stdout.flush()
     return summary
 
