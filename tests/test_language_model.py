@@ -1,7 +1,6 @@
 """nemo_asr.language_model: an n-gram LM from transcripts, alpha/beta tuned on one set and applied
 to the others (behind ``jasper.py --lm_order`` and ``scripts/tune_lm_params.py``)."""
 import pytest
-import torch
 
 pytest.importorskip("pyctcdecode")
 pytest.importorskip("kenlm")
