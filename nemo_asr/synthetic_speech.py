@@ -7,7 +7,9 @@ optionally white noise. Output: 16 kHz mono WAV files plus ``train``, ``dev``
 and ``test`` manifests. Dev and test use voices *and* sentences that never
 occur in training (espeak-ng accents and variants held out; flite's five
 voices all serve training). Deterministic for a seed, parallel, and cached: a second
-run with the same settings only checks the files.
+run with the same settings only checks the files. The corpus folder also gets
+32 synthetic room impulse responses (``impulse_manifest.json``) for
+reverberation augmentation.
 
 Install the engines with ``scripts/install_system_deps.sh``
 (``apt-get install espeak-ng flite``). Command line:
@@ -90,6 +92,13 @@ def vocabulary():
 # ---------------------------------------------------------------- voices
 ESPEAK_VOICES = ["en-us", "en-gb", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-scotland", "en-gb-x-gbcwmd"]
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2"]
+# ``--voice_set wide`` (the default) adds these variants (espeak-ng's named speakers and the other Klatt
+# synthesiser settings; not the whispering, croaking or robotic ones) to the training voices: 3x the speakers
+WIDE_ESPEAK_VARIANTS = ["m8", "klatt3", "klatt4", "klatt6", "adam", "Alex", "Alicia", "Andy", "Annie", "aunty",
+                        "belinda", "benjamin", "caleb", "david", "ed", "edward", "Gene", "grandma", "grandpa", "john",
+                        "Lee", "linda", "max", "Michael", "Mike", "norbert", "paul", "quincy", "rob", "robert",
+                        "shelby", "steph", "travis", "victor", "zac"]
+VOICE_SETS = {"base": ESPEAK_VARIANTS, "wide": ESPEAK_VARIANTS + WIDE_ESPEAK_VARIANTS}
 FLITE_VOICES = ["kal16", "awb", "slt", "rms", "kal"]
 # Held-out voices: espeak accents and variants never used in training. flite
 # has only five voices, too few to hold one out and still generalise to it
@@ -101,12 +110,14 @@ HELD_OUT = {
 }
 
 
-def voices_for(split, engines, holdout_engine=None):
+def voices_for(split, engines, holdout_engine=None, voice_set="wide"):
     """(engine, voice, variant) triples of ``split``. With ``holdout_engine`` the split is by engine instead:
     every voice of the other engine trains, every voice of ``holdout_engine`` is dev and test (a voice family the
-    model never heard; measures robustness rather than accuracy)."""
+    model never heard; measures robustness rather than accuracy). ``voice_set``: the espeak-ng variants
+    (``VOICE_SETS``); the held-out ones of dev and test are the same in both."""
+    variants = VOICE_SETS[voice_set]
     if holdout_engine is not None:
-        everything = ([("espeak", v, var) for v in ESPEAK_VOICES for var in ESPEAK_VARIANTS]
+        everything = ([("espeak", v, var) for v in ESPEAK_VOICES for var in variants]
                       + [("flite", v, "") for v in FLITE_VOICES])
         held_out = split != "train"
         return [v for v in everything if (v[0] == holdout_engine) == held_out and v[0] in engines]
@@ -115,7 +126,7 @@ def voices_for(split, engines, holdout_engine=None):
         held_variants = {v for s in HELD_OUT.values() for v in s["espeak"][1]}
         held_flite = {v for s in HELD_OUT.values() for v in s["flite"]}
         espeak = [("espeak", v, var) for v in ESPEAK_VOICES if v not in held_voices
-                  for var in ESPEAK_VARIANTS if var not in held_variants]
+                  for var in variants if var not in held_variants]
         flite = [("flite", v, "") for v in FLITE_VOICES if v not in held_flite]
     else:
         voices, variants = HELD_OUT[split]["espeak"]
@@ -166,7 +177,7 @@ def plan(args, engines):
     sizes = {"train": args.train, "dev": args.dev, "test": args.test}
     used, jobs = set(), []
     for split in ("test", "dev", "train"):  # held-out sentences first, then train avoids them
-        voices = voices_for(split, engines, args.holdout_engine)
+        voices = voices_for(split, engines, args.holdout_engine, args.voice_set)
         if not voices:
             if args.holdout_engine:
                 raise UserError(f"No voices for the {split} split: --holdout_engine {args.holdout_engine} needs both "
@@ -203,6 +214,8 @@ def config_hash(args, engines):
                 snr_db=list(args.snr_db), engines=engines, version=VERSION)
     if args.holdout_engine:  # only when set, so the hash of every earlier corpus stays the same
         keys["holdout_engine"] = args.holdout_engine
+    if args.voice_set != "base":  # likewise
+        keys["voice_set"] = args.voice_set
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -219,6 +232,7 @@ def build(args):
             info = json.load(handle)
         if info.get("config_hash") == digest and all(os.path.exists(m) for m in manifests.values()):
             logger.info("Cached corpus in %s matches these settings; nothing to do", args.output_dir)
+            write_room_impulses(args.output_dir, args.seed)  # corpora cached before impulses existed get them
             return manifests
     jobs = plan(args, engines)  # first: settings it refuses leave no folders behind
     for split in manifests:
@@ -242,9 +256,52 @@ def build(args):
         handle.write("\n".join(vocabulary()) + "\n")
     with open(os.path.join(args.output_dir, "train_text.txt"), "w") as handle:
         handle.writelines(r["text"] + "\n" for r in rows["train"])
+    write_room_impulses(args.output_dir, args.seed)
     for split, info in summary.items():
         logger.info("%s: %d utterances, %.2f h, %d voices", split, info["utterances"], info["hours"], len(info["voices"]))
     return manifests
+
+
+# ------------------------------------------------------- room impulses
+IMPULSES = 32
+IMPULSE_RT60_S = (0.15, 0.6)
+
+
+def room_impulse(rng, rt60, sample_rate=SAMPLE_RATE):
+    """A synthetic room impulse response with reverberation time ``rt60`` (s): the direct sound, a few
+    early reflections (2-25 ms) and an exponentially decaying diffuse tail, -60 dB after ``rt60``."""
+    n = int(rt60 * sample_rate)
+    t = np.arange(n) / sample_rate
+    impulse = 0.25 * rng.standard_normal(n) * np.exp(-6.908 * t / rt60)
+    for delay, gain in zip(rng.uniform(0.002, 0.025, 5), rng.uniform(0.2, 0.7, 5)):
+        impulse[int(delay * sample_rate)] += gain * rng.choice([-1.0, 1.0])
+    impulse[0] = max(1.0, 1.2 * float(np.abs(impulse[1:]).max()))  # the direct sound is the peak
+    return impulse.astype(np.float32)
+
+
+def write_room_impulses(output_dir, seed=0, count=IMPULSES):
+    """``count`` synthetic room impulses (RT60 drawn from ``IMPULSE_RT60_S``) in ``<output_dir>/impulses/``
+    and their manifest ``impulse_manifest.json`` (paths relative to it), for the ``impulse`` perturbation.
+    Deterministic for ``seed``; kept when already written. Returns the manifest's path."""
+    manifest = os.path.join(output_dir, "impulse_manifest.json")
+    if os.path.exists(manifest):
+        return manifest
+    folder = os.path.join(output_dir, "impulses")
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for index in range(count):
+        rt60 = float(rng.uniform(*IMPULSE_RT60_S))
+        name = f"room_{index:02d}.wav"
+        impulse = room_impulse(rng, rt60)
+        sf.write(os.path.join(folder, name), impulse / np.abs(impulse).max(), SAMPLE_RATE, subtype="FLOAT")
+        rows.append({"audio_filepath": f"impulses/{name}", "duration": round(len(impulse) / SAMPLE_RATE, 4),
+                     "rt60": round(rt60, 3)})
+    partial = manifest + ".partial"
+    with open(partial, "w") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
+    os.replace(partial, manifest)  # the manifest appears only once every file is written
+    return manifest
 
 
 def parse_args(argv=None):
@@ -262,6 +319,9 @@ def parse_args(argv=None):
     parser.add_argument("--holdout_engine", default=None, choices=["espeak", "flite"],
                         help="split by engine: train on the other engine's voices, dev/test on this one's "
                              "(a robustness split; default: held-out espeak accents and variants)")
+    parser.add_argument("--voice_set", default="wide", choices=sorted(VOICE_SETS),
+                        help="espeak-ng variants for training: wide (49, default) or base (14, the corpus of "
+                             "earlier versions)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     add_debug_flag(parser)
     return parser.parse_args(argv)

@@ -156,6 +156,48 @@ def test_synthetic_corpus_holds_out_voices_and_sentences(tmp_path):
     assert np.array_equal(sf.read(other / first)[0], sf.read(tmp_path / "corpus" / first)[0])
 
 
+def test_wide_voice_set_adds_training_speakers_and_keeps_dev_and_test_voices_held_out():
+    from nemo_asr.synthetic_speech import WIDE_ESPEAK_VARIANTS, voices_for
+
+    engines = ["espeak", "flite"]
+    wide, base = voices_for("train", engines), voices_for("train", engines, voice_set="base")
+    assert set(base) < set(wide) and len(wide) - len(base) == 5 * len(WIDE_ESPEAK_VARIANTS)
+    for split in ("dev", "test"):  # the same held-out voices whatever the training set
+        held = voices_for(split, engines)
+        assert held == voices_for(split, engines, voice_set="base") and not set(held) & set(wide)
+        assert not {accent for _, accent, _ in held} & {accent for _, accent, _ in wide}
+    installed = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout \
+        if shutil.which("espeak-ng") else None
+    if installed is not None:  # every added variant is one espeak-ng has (an unknown one would fall back silently)
+        names = {line.split()[-1].rsplit("/", 1)[-1] for line in installed.splitlines()[1:] if line.strip()}
+        assert set(WIDE_ESPEAK_VARIANTS) <= names, set(WIDE_ESPEAK_VARIANTS) - names
+
+
+def test_room_impulses_decay_like_a_room_and_travel_with_their_manifest(tmp_path):
+    from nemo_asr.parts.perturb import AudioAugmentor
+    from nemo_asr.synthetic_speech import IMPULSE_RT60_S, write_room_impulses
+
+    manifest = write_room_impulses(str(tmp_path / "corpus"), seed=5, count=4)
+    listed = rows(manifest)
+    assert [row["audio_filepath"] for row in listed] == [f"impulses/room_{i:02d}.wav" for i in range(4)]
+    for row in listed:
+        impulse, rate = sf.read(tmp_path / "corpus" / row["audio_filepath"])
+        assert rate == 16000 and IMPULSE_RT60_S[0] <= row["rt60"] <= IMPULSE_RT60_S[1]
+        assert np.argmax(np.abs(impulse)) == 0  # the direct sound first: speech stays aligned with its text
+        energy = np.cumsum(impulse[::-1] ** 2)[::-1]  # Schroeder decay: about -60 dB at RT60
+        at_half = 10 * np.log10(energy[len(impulse) // 2] / energy[0])
+        assert -40 < at_half < -15, at_half
+    assert write_room_impulses(str(tmp_path / "corpus"), seed=5, count=4) == manifest  # kept, not rewritten
+    # a perturbation YAML next to the manifest names it relatively, from any working directory
+    (tmp_path / "corpus" / "perturb.yaml").write_text(
+        "perturbations:\n- {type: impulse, prob: 1.0, manifest_path: impulse_manifest.json}\n")
+    augmentor = AudioAugmentor.from_config(str(tmp_path / "corpus" / "perturb.yaml"), 16000, seed=0)
+    click = np.zeros(16000, dtype=np.float32)
+    click[100] = 1.0
+    wet = augmentor(click)
+    assert wet.shape == click.shape and np.argmax(np.abs(wet)) == 100 and np.count_nonzero(np.abs(wet) > 1e-3) > 100
+
+
 @pytest.mark.skipif(not (shutil.which("espeak-ng") and shutil.which("flite")), reason="needs espeak-ng and flite")
 def test_engine_holdout_split_trains_on_one_engine_and_tests_on_the_other(tmp_path):
     run("make_synthetic_speech.py", "--output_dir", tmp_path, "--train", 8, "--dev", 3, "--test", 3,
@@ -182,6 +224,12 @@ def test_demo_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     # the LM pass recognises the same utterances with the same weights as the final evaluation
     assert lm["greedy_wer"] == {tag: row["wer"] for tag, row in summary["eval"].items()}
     assert "beam 32 + 3-gram LM WER" in result.stdout and "(tuned here)" in result.stdout
+    # trained with the demo's augmentation: speed, the corpus's room impulses, noise
+    from ruamel.yaml import YAML
+
+    resolved = YAML(typ="safe").load((tmp_path / "quartznet_demo" / "config.yaml").read_text())
+    assert resolved["args"]["perturb_config"] == str(tmp_path / "demo_corpus" / "perturb.yaml")
+    assert len(rows(tmp_path / "demo_corpus" / "impulse_manifest.json")) == 32
 
 
 def test_demo_without_the_lm_extra_reports_greedy_only_and_says_how_to_add_beam_search(monkeypatch, capsys):

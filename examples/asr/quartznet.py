@@ -12,9 +12,12 @@ with the ``lm`` extra installed).
 
 Every option of ``jasper.py`` applies.
 """
+import argparse
 import importlib.util
 import os
 import time
+
+from ruamel.yaml import YAML
 
 from nemo_asr.synthetic_speech import build_corpus
 
@@ -32,7 +35,15 @@ def _load_training_script():
 jasper = _load_training_script()
 
 DEMO_UTTERANCES = (3000, 200, 200)
-DEMO_ONLY = ("demo_data_dir", "demo_utterances", "demo_holdout_engine")  # options that only shape the demo corpus
+# options that only shape the demo corpus and its augmentation
+DEMO_ONLY = ("demo_data_dir", "demo_utterances", "demo_holdout_engine", "demo_voice_set", "demo_augment")
+# the demo's training-time audio augmentation (nemo_asr.parts.perturb): speed (tempo and pitch together),
+# reverberation with the corpus's synthetic room impulses, white noise; each with its probability
+DEMO_PERTURBATIONS = [
+    {"type": "speed", "prob": 0.4, "min_speed_rate": 0.9, "max_speed_rate": 1.1},
+    {"type": "impulse", "prob": 0.25, "manifest_path": "impulse_manifest.json"},
+    {"type": "white_noise", "prob": 0.2, "min_snr_db": 10.0, "max_snr_db": 40.0},
+]
 # the demo's model and CPU-sized schedule; each applies only where the option was not given
 DEMO_DEFAULTS = {"model_config": os.path.join(HERE, "configs", "quartznet_demo.yaml"), "exp_name": "quartznet_demo",
                  "random_seed": 0, "bucketing": True, "num_epochs": 13, "batch_size": 16, "lr": 0.015,
@@ -55,6 +66,12 @@ def build_parser():
     parser.add_argument("--demo_holdout_engine", default=None, choices=["espeak", "flite"],
                         help="robustness split: train on the other synthesis engine, evaluate on this one "
                              "(corpus cached in <work_dir>/demo_corpus_holdout_<engine>)")
+    parser.add_argument("--demo_voice_set", default=None, choices=["wide", "base"],
+                        help="training voices of the demo corpus: wide (49 espeak-ng variants, default) or base "
+                             "(14, earlier versions' corpus; cached in <work_dir>/demo_corpus_base)")
+    parser.add_argument("--demo_augment", default=None, action=argparse.BooleanOptionalAction,
+                        help="speed, reverberation and noise augmentation in training (default: on; written to "
+                             "<demo corpus>/perturb.yaml; --perturb_config replaces it)")
     regular = {key: parser.get_default(key) for key in DEMO_DEFAULTS}
     parser.set_defaults(**dict.fromkeys(DEMO_DEFAULTS))
     return parser, regular
@@ -98,21 +115,34 @@ def resolve_defaults(args, regular, demo):
 
 def demo_corpus(args):
     """Build (rank 0) or wait for the cached demo corpus; point the run's datasets at it."""
-    holdout = args.demo_holdout_engine
-    default_dir = "demo_corpus" + (f"_holdout_{holdout}" if holdout else "")
+    holdout, voice_set = args.demo_holdout_engine, args.demo_voice_set or "wide"
+    default_dir = ("demo_corpus" + (f"_holdout_{holdout}" if holdout else "")
+                   + ("" if voice_set == "wide" else f"_{voice_set}"))
     data_dir = args.demo_data_dir or os.path.join(args.work_dir, default_dir)
     train, dev, test = args.demo_utterances or DEMO_UTTERANCES
     started = time.perf_counter()
+    perturb = os.path.join(data_dir, "perturb.yaml")
     if jasper.nemo_core.distributed.resolve_local_rank(args.local_rank) in (None, 0):
-        build_corpus(data_dir, train, dev, test, holdout_engine=holdout)
+        build_corpus(data_dir, train, dev, test, holdout_engine=holdout, voice_set=voice_set)
+        write_yaml(perturb, {"perturbations": DEMO_PERTURBATIONS})  # relative paths: next to the corpus's files
     else:  # other ranks wait for rank 0's corpus
-        while not os.path.exists(os.path.join(data_dir, "corpus.json")):
+        while not os.path.exists(perturb):
             time.sleep(1)
     print(f"Demo corpus ready in {time.perf_counter() - started:.1f} s: {data_dir}", flush=True)
     args.train_dataset = os.path.join(data_dir, "train_manifest.json")
     args.eval_datasets = [os.path.join(data_dir, "dev_manifest.json")]
     args.final_eval_datasets = [os.path.join(data_dir, "test_manifest.json")]
+    if args.perturb_config is None and args.demo_augment is not False:
+        args.perturb_config = perturb
     return args
+
+
+def write_yaml(path, data):
+    """Write ``data`` to ``path`` whole or not at all (the other ranks wait for it to appear)."""
+    partial = path + ".partial"
+    with open(partial, "w") as handle:
+        YAML(typ="safe").dump(data, handle)
+    os.replace(partial, path)
 
 
 def main(argv=None):

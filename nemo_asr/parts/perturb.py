@@ -293,11 +293,19 @@ class AudioAugmentor:
             seed = int(torch.randint(0, 2 ** 62, (1,)).item())
         self.rng = random.Random(seed)
 
+    PATH_KEYS = ("manifest_path", "noise_dir")
+
     @classmethod
     def from_config(cls, config, sample_rate, seed=None):
+        """``config``: a YAML file, a dict with ``perturbations`` or the list itself, each entry
+        ``{type, prob, <the perturbation's arguments>}``. In a YAML file, a relative ``manifest_path``
+        or ``noise_dir`` that exists next to the file means that one (else it is relative to the
+        working directory), so a config can travel with its noise and impulse files."""
+        folder = None
         if isinstance(config, (str, os.PathLike)):
             from ruamel.yaml import YAML
 
+            folder = os.path.dirname(os.path.abspath(config))
             with open(config, encoding="utf-8") as handle:
                 config = YAML(typ="safe").load(handle)
         if isinstance(config, dict):
@@ -309,6 +317,11 @@ class AudioAugmentor:
             if kind not in PERTURBATIONS:
                 raise ValueError(f"perturbation {index}: unknown type {kind!r}; valid: {', '.join(PERTURBATIONS)}")
             prob = float(entry.pop("prob", 1.0))
+            for key in cls.PATH_KEYS:
+                value = entry.get(key)
+                if folder and isinstance(value, str) and not os.path.isabs(value) \
+                        and os.path.exists(os.path.join(folder, value)):
+                    entry[key] = os.path.join(folder, value)
             try:
                 perturbations.append((prob, PERTURBATIONS[kind](sample_rate, **entry)))
             except TypeError as err:
