@@ -29,7 +29,8 @@ from nemo_asr.helpers import post_process_predictions, post_process_transcripts 
 from nemo_asr.inference import Recognizer  # noqa: E402
 from nemo_asr.inference_runner import InferenceRunner  # noqa: E402
 from nemo_asr.metrics import word_error_rate  # noqa: E402
-from nemo_asr.quantization import TORCH_METHODS, feature_batches, quantize_pipeline, quantize_torch  # noqa: E402
+from nemo_asr.quantization import (TORCH_METHODS, QuantizationError, feature_batches, quantize_pipeline,  # noqa: E402
+                                   quantize_pipeline_dynamic, quantize_torch)
 from results_file import machine_info, write_results  # noqa: E402
 
 DEMO = os.path.join(REPO, "work_dir")
@@ -99,6 +100,12 @@ def main(argv=None):
             "onnxruntime_fp32": InferenceRunner("onnxruntime", path=fp32, session_config=NO_SPINNING),
             "onnxruntime_int8": InferenceRunner("onnxruntime", path=int8, session_config=NO_SPINNING),
         }
+        try:  # ONNX Runtime's dynamic int8 LSTM (DeepSpeech2); other models have nothing it covers
+            dynamic = quantize_pipeline_dynamic(fp32, os.path.join(tmp, "model_int8_dynamic.onnx"))
+            runners["onnxruntime_int8_dynamic"] = InferenceRunner("onnxruntime", path=dynamic,
+                                                                  session_config=NO_SPINNING)
+        except QuantizationError as err:
+            print(f"no onnxruntime_int8_dynamic row: {err}")
         features = feature_batches(recognizer.preprocessor, calibration)
         for method in args.torch_int8:
             encoder, decoder = quantize_torch(recognizer.encoder, recognizer.decoder, method, features)
@@ -112,8 +119,11 @@ def main(argv=None):
         r["speedup"] = base["rtf"] / r["rtf"]
         print(f"| {name} | {r['wer'] * 100:.2f}% | {r['wer_change_points']:+.2f} | {r['rtf']:.4f} | {r['speedup']:.2f} |")
     int8_vs_fp32 = results["onnxruntime_fp32"]["rtf"] / results["onnxruntime_int8"]["rtf"]
-    print(f"\nint8 vs ONNX Runtime fp32: {int8_vs_fp32:.2f}x faster, WER "
-          f"{(results['onnxruntime_int8']['wer'] - results['onnxruntime_fp32']['wer']) * 100:+.2f} points")
+    for name in ("onnxruntime_int8", "onnxruntime_int8_dynamic"):
+        if name in results:
+            print(f"\n{name} vs ONNX Runtime fp32: "
+                  f"{results['onnxruntime_fp32']['rtf'] / results[name]['rtf']:.2f}x faster, WER "
+                  f"{(results[name]['wer'] - results['onnxruntime_fp32']['wer']) * 100:+.2f} points")
     write_results(args.out, {"model_config": os.path.relpath(args.model_config, REPO), "manifest": args.manifest,
                              "utterances": len(batches), "machine": machine_info(),
                              "int8_speedup_over_ort_fp32": int8_vs_fp32, "results": results}, indent=1)

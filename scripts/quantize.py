@@ -7,6 +7,8 @@
   QDQ, calibrated on ``--num_samples`` utterances of ``--calibration_manifest``);
   writes an ONNX file for ``--backend onnxruntime``. The CTC head is int8
   unless ``--keep_decoder_fp32``.
+- ``ort_dynamic``: ONNX Runtime dynamic int8 for LSTM layers (DeepSpeech2;
+  no calibration); writes an ONNX file like ``ort_static``.
 - ``torch_dynamic``: PyTorch dynamic int8 (RNN and Linear layers; no calibration);
 - ``torch_static``: PyTorch static int8 convolutions (calibrated) + dynamic RNN/Linear;
   both write a TorchScript pipeline (audio in) for ``--backend torchscript``.
@@ -30,6 +32,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors, require  # noqa: E402
 
 TORCH_METHODS = ("torch_dynamic", "torch_static")  # nemo_asr.quantization.TORCH_METHODS, without importing torch
+ORT_METHODS = ("ort_static", "ort_dynamic")
+CALIBRATED = ("ort_static", "torch_static")  # methods that calibrate activation ranges
 
 PROG = "quantize.py"
 
@@ -56,11 +60,11 @@ def build_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_config", required=True)
     parser.add_argument("--load_dir", required=True, help="folder with the encoder and decoder checkpoints")
-    parser.add_argument("--method", choices=("ort_static",) + TORCH_METHODS, default="ort_static")
+    parser.add_argument("--method", choices=ORT_METHODS + TORCH_METHODS, default="ort_static")
     parser.add_argument("--calibration_manifest", default=None,
-                        help="utterances to calibrate on (JSON lines or CSV); not needed by torch_dynamic")
+                        help="utterances to calibrate on (JSON lines or CSV); for ort_static and torch_static")
     parser.add_argument("--num_samples", type=int, default=100)
-    parser.add_argument("--output", required=True, help="int8 ONNX file (ort_static) or TorchScript file (torch_*)")
+    parser.add_argument("--output", required=True, help="int8 ONNX file (ort_*) or TorchScript file (torch_*)")
     parser.add_argument("--fp32_output", default=None, help="also keep the float32 export here")
     parser.add_argument("--keep_decoder_fp32", action="store_true", help="ort_static: leave the CTC head float")
     parser.add_argument("--quantize_head", action="store_true", help="torch_static: make the CTC head int8 too")
@@ -80,14 +84,16 @@ def quantize(args):
     if not torch_method:
         require("onnxruntime", "deploy", "int8 quantisation")
         require("onnx", "deploy", "ONNX export")
-    from nemo_asr.quantization import quantize_pipeline
+    from nemo_asr.quantization import quantize_pipeline, quantize_pipeline_dynamic
 
     if args.num_samples < 1:
         raise UserError(f"--num_samples must be at least 1, got {args.num_samples}")
     if args.quantize_head and args.method != "torch_static":
-        raise UserError(f"--quantize_head applies to --method torch_static (with {args.method} the head is "
-                        f"{'float' if torch_method else 'int8 unless --keep_decoder_fp32'})")
-    if args.calibration_manifest is None and args.method != "torch_dynamic":
+        head = "int8 unless --keep_decoder_fp32" if args.method == "ort_static" else "float"
+        raise UserError(f"--quantize_head applies to --method torch_static (with {args.method} the head is {head})")
+    if args.keep_decoder_fp32 and args.method != "ort_static":
+        raise UserError(f"--keep_decoder_fp32 applies to --method ort_static (with {args.method} the head is float)")
+    if args.calibration_manifest is None and args.method in CALIBRATED:
         raise UserError(f"--method {args.method} calibrates activation ranges: pass --calibration_manifest")
     cfg = load_model_config(args.model_config)
     runtime.set_defaults(nemo_core.DeviceType.CPU, None)
@@ -105,7 +111,10 @@ def quantize(args):
     fp32 = args.fp32_output or args.output + ".fp32.onnx"
     export_pipeline(recognizer.preprocessor, recognizer.encoder, recognizer.decoder, fp32, metadata=metadata)
     try:
-        quantize_pipeline(fp32, args.output, batches, quantize_decoder=not args.keep_decoder_fp32)
+        if args.method == "ort_dynamic":
+            quantize_pipeline_dynamic(fp32, args.output)
+        else:
+            quantize_pipeline(fp32, args.output, batches, quantize_decoder=not args.keep_decoder_fp32)
         add_onnx_metadata(args.output, metadata)  # quantisation drops it; nemo-transcribe --model_path checks it
         sizes = {p: os.path.getsize(p) / 2 ** 20 for p in (fp32, args.output)}
     finally:

@@ -164,10 +164,55 @@ def test_quantize_script_writes_torchscript_pipelines(tmp_path, capsys, model):
     assert agree > 0.9, agree
 
 
+def write_tiny_ds2(tmp_path, rnn_type="lstm"):
+    """(config path, checkpoint folder) of a tiny random DeepSpeech2."""
+    from ruamel.yaml import YAML
+
+    torch.manual_seed(0)
+    cfg = tiny_ds2_config(tmp_path)
+    cfg["DeepSpeech2Encoder"]["rnn_type"] = rnn_type
+    config = str(tmp_path / f"ds2_{rnn_type}.yaml")
+    with open(config, "w") as handle:
+        YAML(typ="safe").dump(cfg, handle)
+    return config, save_checkpoints(tmp_path / f"ckpt_{rnn_type}", *modules_from_config(cfg)[1:])
+
+
+def test_ort_dynamic_makes_deepspeech2_lstms_int8_and_refuses_models_without_lstms(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    import onnx
+
+    config, folder = write_tiny_ds2(tmp_path)
+    output = tmp_path / "ds2_int8.onnx"
+    quantize.main(["--method", "ort_dynamic", "--model_config", config, "--load_dir", folder,
+                   "--output", str(output), "--fp32_output", str(tmp_path / "ds2.onnx")])  # no calibration needed
+    assert json.loads(capsys.readouterr().out)["method"] == "ort_dynamic"
+    ops = [node.op_type for node in onnx.load(str(output)).graph.node]
+    assert ops.count("DynamicQuantizeLSTM") == 4 and "LSTM" not in ops  # 2 layers x 2 directions
+    int8, fp32 = (InferenceRunner("onnxruntime", path=str(tmp_path / name)) for name in ("ds2_int8.onnx", "ds2.onnx"))
+    ours = [{k: v for k, v in r.metadata.items() if k.startswith("nemo_asr.")} for r in (int8, fp32)]
+    assert ours[0] == ours[1] and "nemo_asr.weights_sha256" in ours[0]  # the float model's identity
+    audio, lengths = an4_audio(3)[0]
+    (lp8, n8), (lp32, n32) = (r(torch.from_numpy(audio), torch.from_numpy(lengths)) for r in (int8, fp32))
+    assert torch.equal(torch.as_tensor(n8), torch.as_tensor(n32))
+    relative = (torch.as_tensor(lp8) - torch.as_tensor(lp32)).norm() / torch.as_tensor(lp32).norm()
+    assert 0 < relative < 0.05, relative  # int8 really ran, and stayed close
+    # QuartzNet (convolutions only) and a GRU DeepSpeech2: one line saying what to use instead
+    gru_config, gru_folder = write_tiny_ds2(tmp_path, "gru")
+    for cfg, ckpt, why in ((TINY_QN, SERVE_MODEL, "its layers are convolutions"),
+                           (gru_config, gru_folder, "its GRU layers have no ONNX Runtime int8 kernel")):
+        with pytest.raises(SystemExit) as stop:
+            quantize.main(["--method", "ort_dynamic", "--model_config", cfg, "--load_dir", ckpt,
+                           "--output", str(tmp_path / "refused.onnx")])
+        err = capsys.readouterr().err
+        assert stop.value.code == 1 and why in err and "use --method ort_static" in err and "Traceback" not in err
+        assert not (tmp_path / "refused.onnx").exists()
+
+
 def test_quantize_script_argument_errors(tmp_path, capsys):
     base = ["--model_config", TINY_QN, "--load_dir", SERVE_MODEL, "--output", str(tmp_path / "m.ts")]
     for extra, message in ((["--method", "torch_static"], "calibrates activation ranges"),
-                           (["--method", "torch_dynamic", "--quantize_head"], "--quantize_head applies to")):
+                           (["--method", "torch_dynamic", "--quantize_head"], "--quantize_head applies to"),
+                           (["--method", "ort_dynamic", "--keep_decoder_fp32"], "--keep_decoder_fp32 applies to")):
         with pytest.raises(SystemExit):
             quantize.main(base + extra)
         assert message in capsys.readouterr().err
