@@ -21,7 +21,10 @@ class LanguageModelError(ValueError):
     user_error = True  # one line on the command line (nemo_core.utils.cli)
 
 
-def prune_log_probs(log_probs, cutoff_prob=1.0, cutoff_top_n=40, floor=-1.0e4):
+PRUNED_FLOOR = -1.0e4  # the log-prob a pruned token gets
+
+
+def prune_log_probs(log_probs, cutoff_prob=1.0, cutoff_top_n=40, floor=PRUNED_FLOOR):
     """Per frame keep the most likely tokens until their probability mass
     reaches ``cutoff_prob``, at most ``cutoff_top_n`` of them (DeepSpeech's
     pruning); the rest get ``floor``. Vectorised over (B, T)."""
@@ -40,12 +43,14 @@ class BeamSearchDecoderWithLM(NonTrainableNM):
     Output ``predictions``: per utterance a list of ``(score, text)``, best first
     (``decode(..., word_frames=True)`` adds each beam's words with their frame
     spans). ``lm_path=None`` gives plain beam search. ``num_cpus > 1`` decodes
-    a batch in parallel processes. Needs ``pyctcdecode`` (and ``kenlm`` with an
+    a batch in parallel processes. Pruning (default: none): per frame only the
+    tokens within ``cutoff_prob`` of the mass, at most ``cutoff_top_n``, are
+    expanded; beams more than ``-beam_prune_logp`` below the best are dropped. Needs ``pyctcdecode`` (and ``kenlm`` with an
     LM): ``pip install 'nemo-typed-modules[lm]'``.
     """
 
     def __init__(self, vocab, beam_width, alpha, beta, lm_path=None, num_cpus=1, cutoff_prob=1.0,
-                 cutoff_top_n=40, placement=None, name=None):
+                 cutoff_top_n=40, beam_prune_logp=-math.inf, placement=None, name=None):
         super().__init__(placement=placement, name=name)
         if lm_path is not None:
             lm_path = os.fspath(lm_path)
@@ -60,6 +65,7 @@ class BeamSearchDecoderWithLM(NonTrainableNM):
         self.beam_width, self.alpha, self.beta = int(beam_width), float(alpha), float(beta)
         self.num_cpus = int(num_cpus or 1)
         self.cutoff_prob, self.cutoff_top_n = float(cutoff_prob), int(cutoff_top_n)
+        self.beam_prune_logp = float(beam_prune_logp)
         try:
             self._decoder = build_ctcdecoder(self.vocab + [""], kenlm_model_path=lm_path, alpha=self.alpha,
                                              beta=self.beta)
@@ -92,8 +98,9 @@ class BeamSearchDecoderWithLM(NonTrainableNM):
         return collections.OrderedDict(predictions=NeuralType())
 
     def _beams(self, frames, word_frames=False):
-        beams = self._decoder.decode_beams(frames, beam_width=self.beam_width, token_min_logp=-math.inf,
-                                           beam_prune_logp=-math.inf)
+        # tokens pruned by prune_log_probs (at PRUNED_FLOOR) are not expanded at all: the pruning saves time
+        beams = self._decoder.decode_beams(frames, beam_width=self.beam_width, token_min_logp=PRUNED_FLOOR / 2,
+                                           beam_prune_logp=self.beam_prune_logp)
         # pyctcdecode's beam: (text, lm state, [(word, (first frame, end frame))], logit score, combined score)
         if word_frames:
             return [(float(beam[-1]), beam[0], [(word, int(start), int(end)) for word, (start, end) in beam[2]])

@@ -186,12 +186,13 @@ def runner_precision(nf):
     return "fp16" if nf.precision.half_dtype == torch.float16 else "bf16"
 
 
-def beam_decoder(labels, lm_path, beam_width, alpha, beta, num_cpus=1):
+def beam_decoder(labels, lm_path, beam_width, alpha, beta, num_cpus=1, **pruning):
     """A ``BeamSearchDecoderWithLM``: build it before the acoustic model runs, so a missing LM,
-    a broken one or a missing ``kenlm``/``pyctcdecode`` stops the tool before any work."""
+    a broken one or a missing ``kenlm``/``pyctcdecode`` stops the tool before any work.
+    ``pruning``: ``cutoff_prob``, ``cutoff_top_n`` (default: none)."""
     from .beam_search_decoder import BeamSearchDecoderWithLM
 
-    return BeamSearchDecoderWithLM(labels, beam_width, alpha, beta, lm_path=lm_path, num_cpus=num_cpus)
+    return BeamSearchDecoderWithLM(labels, beam_width, alpha, beta, lm_path=lm_path, num_cpus=num_cpus, **pruning)
 
 
 def _decode(log_probs, decoder, word_frames, progress, chunk_size=64):

@@ -92,7 +92,7 @@ def vocabulary():
 # ---------------------------------------------------------------- voices
 ESPEAK_VOICES = ["en-us", "en-gb", "en-gb-x-rp", "en-029", "en-gb-x-gbclan", "en-gb-scotland", "en-gb-x-gbcwmd"]
 ESPEAK_VARIANTS = ["m1", "m2", "m3", "m4", "m5", "m6", "m7", "f1", "f2", "f3", "f4", "f5", "klatt", "klatt2"]
-# ``--voice_set wide`` (the default) adds these variants (espeak-ng's named speakers and the other Klatt
+# ``--voice_set wide`` adds these variants (espeak-ng's named speakers and the other Klatt
 # synthesiser settings; not the whispering, croaking or robotic ones) to the training voices: 3x the speakers
 WIDE_ESPEAK_VARIANTS = ["m8", "klatt3", "klatt4", "klatt6", "adam", "Alex", "Alicia", "Andy", "Annie", "aunty",
                         "belinda", "benjamin", "caleb", "david", "ed", "edward", "Gene", "grandma", "grandpa", "john",
@@ -110,7 +110,7 @@ HELD_OUT = {
 }
 
 
-def voices_for(split, engines, holdout_engine=None, voice_set="wide"):
+def voices_for(split, engines, holdout_engine=None, voice_set="base"):
     """(engine, voice, variant) triples of ``split``. With ``holdout_engine`` the split is by engine instead:
     every voice of the other engine trains, every voice of ``holdout_engine`` is dev and test (a voice family the
     model never heard; measures robustness rather than accuracy). ``voice_set``: the espeak-ng variants
@@ -319,9 +319,8 @@ def parse_args(argv=None):
     parser.add_argument("--holdout_engine", default=None, choices=["espeak", "flite"],
                         help="split by engine: train on the other engine's voices, dev/test on this one's "
                              "(a robustness split; default: held-out espeak accents and variants)")
-    parser.add_argument("--voice_set", default="wide", choices=sorted(VOICE_SETS),
-                        help="espeak-ng variants for training: wide (49, default) or base (14, the corpus of "
-                             "earlier versions)")
+    parser.add_argument("--voice_set", default="base", choices=sorted(VOICE_SETS),
+                        help="espeak-ng variants for training: base (14, default) or wide (49: 35 more speakers)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     add_debug_flag(parser)
     return parser.parse_args(argv)

@@ -160,11 +160,11 @@ def test_wide_voice_set_adds_training_speakers_and_keeps_dev_and_test_voices_hel
     from nemo_asr.synthetic_speech import WIDE_ESPEAK_VARIANTS, voices_for
 
     engines = ["espeak", "flite"]
-    wide, base = voices_for("train", engines), voices_for("train", engines, voice_set="base")
+    wide, base = voices_for("train", engines, voice_set="wide"), voices_for("train", engines)
     assert set(base) < set(wide) and len(wide) - len(base) == 5 * len(WIDE_ESPEAK_VARIANTS)
     for split in ("dev", "test"):  # the same held-out voices whatever the training set
         held = voices_for(split, engines)
-        assert held == voices_for(split, engines, voice_set="base") and not set(held) & set(wide)
+        assert held == voices_for(split, engines, voice_set="wide") and not set(held) & set(wide)
         assert not {accent for _, accent, _ in held} & {accent for _, accent, _ in wide}
     installed = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout \
         if shutil.which("espeak-ng") else None
@@ -211,7 +211,8 @@ def test_engine_holdout_split_trains_on_one_engine_and_tests_on_the_other(tmp_pa
 @pytest.mark.skipif(not HAVE_TTS, reason="needs espeak-ng or flite (scripts/install_system_deps.sh)")
 def test_demo_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     cmd = [PYTHON, os.path.join(REPO, "examples", "asr", "quartznet.py"), "--work_dir", str(tmp_path),
-           "--demo_utterances", "16", "4", "4", "--num_epochs", "1", "--batch_size", "8"]
+           "--demo_utterances", "16", "4", "4", "--num_epochs", "1", "--batch_size", "8",
+           "--demo_voice_set", "wide", "--demo_augment"]
     result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "| dev_manifest |" in result.stdout and "| test_manifest |" in result.stdout
@@ -220,16 +221,16 @@ def test_demo_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     # beam search with a 3-gram LM from the training transcripts, tuned on dev, next to greedy
     lm = summary["beam_lm"]
     assert lm["order"] == 3 and lm["tuned_on"] == "dev_manifest" and set(lm["wer"]) == set(summary["eval"])
-    assert os.path.isfile(lm["lm_path"]) and len(lm["grid"]) == 12
+    assert os.path.isfile(lm["lm_path"]) and len(lm["grid"]) == 9
     # the LM pass recognises the same utterances with the same weights as the final evaluation
     assert lm["greedy_wer"] == {tag: row["wer"] for tag, row in summary["eval"].items()}
-    assert "beam 32 + 3-gram LM WER" in result.stdout and "(tuned here)" in result.stdout
-    # trained with the demo's augmentation: speed, the corpus's room impulses, noise
+    assert "beam 16 + 3-gram LM WER" in result.stdout and "(tuned here)" in result.stdout
+    # --demo_augment: trained with speed, the corpus's room impulses and noise; --demo_voice_set wide: its own corpus
     from ruamel.yaml import YAML
 
     resolved = YAML(typ="safe").load((tmp_path / "quartznet_demo" / "config.yaml").read_text())
-    assert resolved["args"]["perturb_config"] == str(tmp_path / "demo_corpus" / "perturb.yaml")
-    assert len(rows(tmp_path / "demo_corpus" / "impulse_manifest.json")) == 32
+    assert resolved["args"]["perturb_config"] == str(tmp_path / "demo_corpus_wide" / "perturb.yaml")
+    assert len(rows(tmp_path / "demo_corpus_wide" / "impulse_manifest.json")) == 32
 
 
 def test_demo_without_the_lm_extra_reports_greedy_only_and_says_how_to_add_beam_search(monkeypatch, capsys):
@@ -266,6 +267,8 @@ def test_demo_defaults_never_override_what_the_user_typed():
     assert own.model_config.endswith("quartznet15x5.yaml") and own.lr == regular["lr"] != 0.015
     assert own.exp_name == regular["exp_name"] and own.bucketing == regular["bucketing"]
     assert untyped.lm_order == (3 if quartznet.lm_extra_installed() else 0) and own.lm_order == 0
+    # the demo's corpus and augmentation: base voices, no augmentation unless asked for
+    assert (untyped.demo_voice_set, untyped.demo_augment, untyped.perturb_config) == (None, None, None)
     # the demo corpus options are an error with a dataset of one's own, not silently ignored
     with pytest.raises(SystemExit):
         quartznet.main(["--train_dataset", "t.json", "--demo_holdout_engine", "flite"])

@@ -34,7 +34,8 @@ def test_transcript_lm_fixes_what_greedy_gets_wrong_and_the_tuned_weights_carry_
     runs = {tag: {"log_probs": [spoken(text, confusions) for text in texts], "references": texts}
             for tag, texts in (("dev", dev), ("test", test))}
     result = evaluate_with_lm(runs, LABELS, str(lm_path), "dev",
-                              alphas=(0.0, 0.25, 1.0), betas=(0.0, 1.0), beam_width=16, num_cpus=1, progress=False)
+                              alphas=(0.0, 0.25, 1.0), betas=(0.0, 1.0), beam_width=16, num_cpus=1, progress=False,
+                              pruning={})
     grid = {(row["alpha"], row["beta"]): row["wer"] for row in result["grid"]}
     assert list(grid) == [(a, b) for a in (0.0, 0.25, 1.0) for b in (0.0, 1.0)]
     # too little LM weight keeps the confusions, too much overrides the acoustics: the tuned pair is between

@@ -81,9 +81,9 @@ def build_parser(description=__doc__, default_config=None):
     add("--eval_freq", type=int, default=None, help="steps between evaluations (default: every epoch)")
     add("--lm_order", type=int, default=0,
         help="after training, estimate an N-gram LM (modified Kneser-Ney) from the training transcripts, tune "
-             "beam-search alpha/beta on the first eval set and add beam + LM WER to the final table "
+             "beam-search alpha/beta (3 x 3 grid) on the first eval set and add beam + LM WER to the final table "
              "(<exp_dir>/train_text_Ngram.arpa; needs the lm extra; default 0: off)")
-    add("--beam_width", type=int, default=32, help="beam width for --lm_order (default: %(default)s)")
+    add("--beam_width", type=int, default=16, help="beam width for --lm_order (default: %(default)s)")
     add("--log_freq", type=int, default=25, help="steps between training log lines")
     add("--random_seed", type=int, default=None)
     add("--num_workers", type=int, default=0)

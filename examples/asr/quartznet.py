@@ -66,12 +66,12 @@ def build_parser():
     parser.add_argument("--demo_holdout_engine", default=None, choices=["espeak", "flite"],
                         help="robustness split: train on the other synthesis engine, evaluate on this one "
                              "(corpus cached in <work_dir>/demo_corpus_holdout_<engine>)")
-    parser.add_argument("--demo_voice_set", default=None, choices=["wide", "base"],
-                        help="training voices of the demo corpus: wide (49 espeak-ng variants, default) or base "
-                             "(14, earlier versions' corpus; cached in <work_dir>/demo_corpus_base)")
+    parser.add_argument("--demo_voice_set", default=None, choices=["base", "wide"],
+                        help="training voices of the demo corpus: base (14 espeak-ng variants, default) or wide "
+                             "(49; cached in <work_dir>/demo_corpus_wide). README: Demo, robustness")
     parser.add_argument("--demo_augment", default=None, action=argparse.BooleanOptionalAction,
-                        help="speed, reverberation and noise augmentation in training (default: on; written to "
-                             "<demo corpus>/perturb.yaml; --perturb_config replaces it)")
+                        help="speed, reverberation and noise augmentation in training (default: off; written to "
+                             "<demo corpus>/perturb.yaml; --perturb_config replaces it). README: Demo, robustness")
     regular = {key: parser.get_default(key) for key in DEMO_DEFAULTS}
     parser.set_defaults(**dict.fromkeys(DEMO_DEFAULTS))
     return parser, regular
@@ -115,9 +115,9 @@ def resolve_defaults(args, regular, demo):
 
 def demo_corpus(args):
     """Build (rank 0) or wait for the cached demo corpus; point the run's datasets at it."""
-    holdout, voice_set = args.demo_holdout_engine, args.demo_voice_set or "wide"
+    holdout, voice_set = args.demo_holdout_engine, args.demo_voice_set or "base"
     default_dir = ("demo_corpus" + (f"_holdout_{holdout}" if holdout else "")
-                   + ("" if voice_set == "wide" else f"_{voice_set}"))
+                   + ("" if voice_set == "base" else f"_{voice_set}"))
     data_dir = args.demo_data_dir or os.path.join(args.work_dir, default_dir)
     train, dev, test = args.demo_utterances or DEMO_UTTERANCES
     started = time.perf_counter()
@@ -132,7 +132,7 @@ def demo_corpus(args):
     args.train_dataset = os.path.join(data_dir, "train_manifest.json")
     args.eval_datasets = [os.path.join(data_dir, "dev_manifest.json")]
     args.final_eval_datasets = [os.path.join(data_dir, "test_manifest.json")]
-    if args.perturb_config is None and args.demo_augment is not False:
+    if args.perturb_config is None and args.demo_augment:
         args.perturb_config = perturb
     return args
 
