@@ -22,6 +22,7 @@ class LanguageModelError(ValueError):
 
 
 PRUNED_FLOOR = -1.0e4  # the log-prob a pruned token gets
+SKIP_BELOW_LOGP = math.log(1e-15) + 0.5  # just above pyctcdecode's clipping floor: pruned tokens are skipped
 
 
 def prune_log_probs(log_probs, cutoff_prob=1.0, cutoff_top_n=40, floor=PRUNED_FLOOR):
@@ -98,8 +99,9 @@ class BeamSearchDecoderWithLM(NonTrainableNM):
         return collections.OrderedDict(predictions=NeuralType())
 
     def _beams(self, frames, word_frames=False):
-        # tokens pruned by prune_log_probs (at PRUNED_FLOOR) are not expanded at all: the pruning saves time
-        beams = self._decoder.decode_beams(frames, beam_width=self.beam_width, token_min_logp=PRUNED_FLOOR / 2,
+        # pyctcdecode clips log-probs at log(1e-15) (MIN_TOKEN_CLIP_P); tokens pruned by prune_log_probs land
+        # there and are not expanded at all, so pruning saves time (so are tokens below 1e-15: never a beam's)
+        beams = self._decoder.decode_beams(frames, beam_width=self.beam_width, token_min_logp=SKIP_BELOW_LOGP,
                                            beam_prune_logp=self.beam_prune_logp)
         # pyctcdecode's beam: (text, lm state, [(word, (first frame, end frame))], logit score, combined score)
         if word_frames:

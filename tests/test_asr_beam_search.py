@@ -130,3 +130,16 @@ def test_decoder_module_imports_without_lm_packages(monkeypatch):
     spec.loader.exec_module(module)  # a fresh run of the module's code with both packages missing
     with pytest.raises(MissingExtraError, match=re.escape("pip install 'nemo-typed-modules[lm]'")):
         module.BeamSearchDecoderWithLM(LABELS, 4, 0.0, 0.0)
+
+
+def test_pruned_tokens_are_never_expanded():
+    """``cutoff_top_n=1`` keeps only each frame's best token: no beam can hold the runner-up vowel."""
+    full = BeamSearchDecoderWithLM(LABELS, beam_width=8, alpha=0.0, beta=0.0)
+    pruned = BeamSearchDecoderWithLM(LABELS, beam_width=8, alpha=0.0, beta=0.0, cutoff_top_n=1)
+    lengths = torch.tensor([5])
+    assert "hot" in [text for _, text in full(log_probs=AMBIGUOUS, log_probs_length=lengths)[0]]
+    assert [text for _, text in pruned(log_probs=AMBIGUOUS, log_probs_length=lengths)[0]] == ["hat"]
+    # beam pruning: beams far below the best are dropped as well
+    narrow = BeamSearchDecoderWithLM(LABELS, beam_width=8, alpha=0.0, beta=0.0, beam_prune_logp=-0.5)
+    texts = [text for _, text in narrow(log_probs=AMBIGUOUS, log_probs_length=lengths)[0]]
+    assert texts[0] == "hat" and len(texts) < len(full(log_probs=AMBIGUOUS, log_probs_length=lengths)[0])
