@@ -212,11 +212,12 @@ def _decode(log_probs, decoder, word_frames, progress, chunk_size=64):
     return best
 
 
-def beam_search(log_probs, labels, lm_path, beam_width, alpha, beta, num_cpus=1, decoder=None, progress=True):
+def beam_search(log_probs, labels=None, lm_path=None, beam_width=None, alpha=None, beta=None, num_cpus=1, decoder=None,
+                progress=True):
     """Best beam-search text per utterance (list of (T, C) log-prob tensors).
 
-    ``decoder`` (from ``beam_decoder``) is used as it is when given; otherwise
-    one is built from the other arguments.
+    ``decoder`` (from ``beam_decoder``) is used as it is when given (the other
+    arguments are then not needed); otherwise one is built from them.
     """
     if decoder is None:
         decoder = beam_decoder(labels, lm_path, beam_width, alpha, beta, num_cpus)

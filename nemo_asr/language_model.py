@@ -46,7 +46,7 @@ def grid_search(decoder, log_probs, references, alphas, betas, on_result=None, p
     for alpha, beta in tqdm(list(itertools.product(alphas, betas)), desc="alpha/beta grid", unit="pair",
                             leave=False, disable=None if progress else True):
         decoder.set_weights(alpha, beta)
-        texts = beam_search(log_probs, None, None, None, alpha, beta, decoder=decoder, progress=False)
+        texts = beam_search(log_probs, decoder=decoder, progress=False)
         results.append({"alpha": alpha, "beta": beta, "wer": word_error_rate(texts, references)[0]})
         if on_result is not None:
             on_result(results[-1])
@@ -72,8 +72,7 @@ def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, beta
         wers = {tune_on: best["wer"]}
         for tag, run in runs.items():
             if tag != tune_on:
-                texts = beam_search(run["log_probs"], None, None, None, best["alpha"], best["beta"], decoder=decoder,
-                                    progress=progress)
+                texts = beam_search(run["log_probs"], decoder=decoder, progress=progress)
                 wers[tag] = word_error_rate(texts, run["references"])[0]
     finally:
         decoder.close()

@@ -31,6 +31,7 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
+from nemo_asr.parts.data_prep import write_manifest
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors
 
 logger = logging.getLogger("make_synthetic_speech")
@@ -246,8 +247,7 @@ def build(args):
                                     disable=not sys.stderr.isatty()):
             rows[split].append(row)
     for split, path in manifests.items():
-        with open(path, "w") as handle:
-            handle.writelines(json.dumps(r) + "\n" for r in rows[split])
+        write_manifest(rows[split], path)
     summary = {s: {"utterances": len(r), "hours": round(sum(x["duration"] for x in r) / 3600, 3),
                    "voices": sorted({x["voice"] for x in r})} for s, r in rows.items()}
     with open(stamp, "w") as handle:
@@ -297,11 +297,7 @@ def write_room_impulses(output_dir, seed=0, count=IMPULSES):
         sf.write(os.path.join(folder, name), impulse / np.abs(impulse).max(), SAMPLE_RATE, subtype="FLOAT")
         rows.append({"audio_filepath": f"impulses/{name}", "duration": round(len(impulse) / SAMPLE_RATE, 4),
                      "rt60": round(rt60, 3)})
-    partial = manifest + ".partial"
-    with open(partial, "w") as handle:
-        handle.writelines(json.dumps(row) + "\n" for row in rows)
-    os.replace(partial, manifest)  # the manifest appears only once every file is written
-    return manifest
+    return write_manifest(rows, manifest)  # the manifest appears only once every file is written
 
 
 def parse_args(argv=None):

@@ -42,8 +42,7 @@ def test_transcript_lm_fixes_what_greedy_gets_wrong_and_the_tuned_weights_carry_
     assert grid[(0.0, 0.0)] > 0.0 and grid[(1.0, 0.0)] > 0.0 and (result["alpha"], result["beta"]) == (0.25, 0.0)
     assert result["wer"]["dev"] == min(grid.values()) == 0.0  # every confusion fixed by the tuned weights...
     assert result["wer"]["test"] == 0.0 and list(result["wer"]) == ["dev", "test"]  # ...and on the other set
-    plain = beam_search(runs["test"]["log_probs"], None, None, None, 0, 0, progress=False,
-                        decoder=beam_decoder(LABELS, None, 16, 0.0, 0.0))
+    plain = beam_search(runs["test"]["log_probs"], decoder=beam_decoder(LABELS, None, 16, 0.0, 0.0), progress=False)
     assert word_error_rate(plain, test)[0] == 3 / 9  # without the LM: dog, cat, cat all wrong
 
 

@@ -34,10 +34,14 @@ def parallel_map(fn, jobs, workers=None, desc="processing"):
 
 
 def write_manifest(rows, path):
+    """Write ``rows`` as JSON lines to ``path``, whole or not at all (a ``.partial`` file renamed at the end),
+    so a manifest that exists is never a truncated one."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as handle:
+    partial = path + ".partial"
+    with open(partial, "w", encoding="utf-8") as handle:
         for row in rows:
             handle.write(json.dumps(row) + "\n")
+    os.replace(partial, path)
     return path
 
 
