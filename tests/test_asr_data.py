@@ -1,5 +1,6 @@
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import soundfile as sf
 import nemo_asr
 from nemo_asr.parts.audio import load_audio
 from nemo_asr.parts.cleaners import clean_text, number_to_words
+from nemo_asr.parts.manifest import ManifestError
 from nemo_asr.parts.perturb import AudioAugmentor
 
 from conftest import REPO
@@ -165,6 +167,15 @@ def test_perturbations_preserve_length_semantics(tmp_path):
     audio, audio_len, _, _ = next(iter(slow.make_dataloader(training=False)))
     # the length output follows the perturbed audio (1.0 s at rate 0.8 -> 1.25 s)
     assert abs(int(audio_len[0]) - 20000) <= 2
+    # a YAML whose noise manifest is missing, or with bad arguments: the error names the YAML and the entry
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("perturbations:\n  - {type: gain}\n  - {type: noise, manifest_path: gone.json}\n")
+    with pytest.raises(ManifestError, match=rf"^{re.escape(str(broken))}: perturbation 1 \(noise\): "
+                                            r"Manifest gone.json does not exist"):
+        AudioAugmentor.from_config(str(broken), 16000)
+    broken.write_text("perturbations:\n  - {type: gain, loudness: 3}\n")
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(broken))}: perturbation 0 \(gain\): .*loudness"):
+        AudioAugmentor.from_config(str(broken), 16000)
 
 
 def test_bucketing_cuts_padding(tmp_path):

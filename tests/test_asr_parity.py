@@ -148,6 +148,25 @@ def test_time_stretch_keeps_pitch_and_level():
     assert peak_frequency(out[2000:-2000]) == pytest.approx(440, abs=5)
 
 
+def test_pitch_shift_moves_the_pitch_and_keeps_length_and_timing():
+    wave = tone(1.0)
+    for semitones in (-3.0, 4.0):
+        shift = AudioAugmentor.from_config([{"type": "pitch_shift", "min_semitones": semitones,
+                                             "max_semitones": semitones}], 16000, seed=0)
+        out = shift(wave)
+        assert len(out) == len(wave) and out.dtype == np.float32
+        assert peak_frequency(out[2000:-2000]) == pytest.approx(440 * 2 ** (semitones / 12), abs=5)
+        assert np.sqrt(np.mean(out[2000:-2000] ** 2)) > 0.85 * 0.3 / np.sqrt(2)  # level kept
+    # timing kept: a burst half-way through stays half-way through (speed would move it to 0.4 s)
+    burst = np.zeros(16000, np.float32)
+    burst[8000:8800] = tone(0.05)
+    out = AudioAugmentor.from_config([{"type": "pitch_shift", "min_semitones": 3, "max_semitones": 3}], 16000)(burst)
+    energy = np.convolve(out ** 2, np.ones(400), mode="same")
+    assert abs(int(np.argmax(energy)) - 8400) < 300
+    with pytest.raises(ValueError, match="pitch_shift: min_semitones 2 is above max_semitones 1"):
+        AudioAugmentor.from_config([{"type": "pitch_shift", "min_semitones": 2, "max_semitones": 1}], 16000)
+
+
 def test_time_stretch_perturbation_in_the_data_layer_changes_the_length():
     slow = an4_layer(perturb_config=[{"type": "time_stretch", "prob": 1.0, "min_speed_rate": 0.8,
                                       "max_speed_rate": 0.8}])

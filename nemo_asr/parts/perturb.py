@@ -17,6 +17,7 @@ import random
 import numpy as np
 
 from .audio import load_audio, resample
+from .manifest import ManifestError
 
 
 def _rms(samples):
@@ -120,6 +121,33 @@ class TimeStretchPerturbation:
         if abs(rate - 1.0) < 1e-6:
             return samples
         return time_stretch(torch.from_numpy(np.ascontiguousarray(samples)), rate, self.n_fft).numpy()
+
+
+class PitchShiftPerturbation:
+    """Shift the pitch (and the formants with it) by a number of semitones drawn from
+    ``[min_semitones, max_semitones]``, keeping the duration: a phase-vocoder stretch by the pitch
+    factor, then a resampling that plays it that much faster. The output has the input's length.
+
+    Where ``speed`` moves pitch and tempo together and ``time_stretch`` the tempo alone, this moves
+    the voice alone: a lower or higher speaker saying the same thing at the same pace.
+    """
+
+    def __init__(self, sample_rate, min_semitones=-2.0, max_semitones=2.0, n_fft=512):
+        if not min_semitones <= max_semitones:
+            raise ValueError(f"pitch_shift: min_semitones {min_semitones} is above max_semitones {max_semitones}")
+        self.sample_rate, self.low, self.high, self.n_fft = sample_rate, min_semitones, max_semitones, int(n_fft)
+
+    def __call__(self, samples, rng):
+        import torch
+
+        factor = 2.0 ** (rng.uniform(self.low, self.high) / 12.0)
+        if abs(factor - 1.0) < 1e-6 or len(samples) < 2:
+            return samples
+        longer = time_stretch(torch.from_numpy(np.ascontiguousarray(samples)), 1.0 / factor, self.n_fft).numpy()
+        shifted = resample(longer, self.sample_rate, int(round(self.sample_rate / factor)))
+        out = np.zeros_like(samples, dtype=np.float32)
+        out[:min(len(out), len(shifted))] = shifted[:len(out)]
+        return out
 
 
 class GainPerturbation:
@@ -276,7 +304,8 @@ class ImpulsePerturbation:
 
 
 PERTURBATIONS = {
-    "speed": SpeedPerturbation, "time_stretch": TimeStretchPerturbation, "gain": GainPerturbation,
+    "speed": SpeedPerturbation, "time_stretch": TimeStretchPerturbation, "pitch_shift": PitchShiftPerturbation,
+    "gain": GainPerturbation,
     "white_noise": WhiteNoisePerturbation, "shift": ShiftPerturbation, "noise": NoisePerturbation,
     "noise_folder": NoiseFolderPerturbation, "impulse": ImpulsePerturbation,
 }
@@ -301,11 +330,11 @@ class AudioAugmentor:
         ``{type, prob, <the perturbation's arguments>}``. In a YAML file, a relative ``manifest_path``
         or ``noise_dir`` that exists next to the file means that one (else it is relative to the
         working directory), so a config can travel with its noise and impulse files."""
-        folder = None
+        folder, where = None, "perturbation"
         if isinstance(config, (str, os.PathLike)):
             from ruamel.yaml import YAML
 
-            folder = os.path.dirname(os.path.abspath(config))
+            folder, where = os.path.dirname(os.path.abspath(config)), f"{config}: perturbation"
             with open(config, encoding="utf-8") as handle:
                 config = YAML(typ="safe").load(handle)
         if isinstance(config, dict):
@@ -315,7 +344,7 @@ class AudioAugmentor:
             entry = dict(entry)
             kind = entry.pop("type", None)
             if kind not in PERTURBATIONS:
-                raise ValueError(f"perturbation {index}: unknown type {kind!r}; valid: {', '.join(PERTURBATIONS)}")
+                raise ValueError(f"{where} {index}: unknown type {kind!r}; valid: {', '.join(PERTURBATIONS)}")
             prob = float(entry.pop("prob", 1.0))
             for key in cls.PATH_KEYS:
                 value = entry.get(key)
@@ -324,8 +353,9 @@ class AudioAugmentor:
                     entry[key] = os.path.join(folder, value)
             try:
                 perturbations.append((prob, PERTURBATIONS[kind](sample_rate, **entry)))
-            except TypeError as err:
-                raise ValueError(f"perturbation {index} ({kind}): {err}") from err
+            except (TypeError, ValueError) as err:  # bad arguments; a noise/impulse manifest missing or malformed
+                error = ManifestError if isinstance(err, ManifestError) else ValueError
+                raise error(f"{where} {index} ({kind}): {err}") from err
         return cls(perturbations, seed)
 
     def __call__(self, samples):
