@@ -220,21 +220,41 @@ def config_hash(args, engines):
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build(args):
+def _installed_engines(args):
     engines = [e for e in available_engines() if e in args.engines]
     if not engines:
         raise UserError(f"None of the engines {', '.join(args.engines)} is installed; run "
                         f"scripts/install_system_deps.sh (apt-get install espeak-ng flite)")
+    return engines
+
+
+def _manifests(output_dir):
+    return {s: os.path.join(output_dir, f"{s}_manifest.json") for s in ("train", "dev", "test")}
+
+
+def _is_built(args, engines):
+    """Whether ``args.output_dir`` holds a corpus for these settings: its ``corpus.json`` stamp (written
+    once the rest is) names their hash, and the manifests are there."""
+    try:
+        with open(os.path.join(args.output_dir, "corpus.json")) as handle:
+            info = json.load(handle)
+    except (OSError, ValueError):
+        return False
+    return (info.get("config_hash") == config_hash(args, engines)
+            and all(os.path.exists(m) for m in _manifests(args.output_dir).values()))
+
+
+def build(args):
+    engines = _installed_engines(args)
     digest = config_hash(args, engines)
     stamp = os.path.join(args.output_dir, "corpus.json")
-    manifests = {s: os.path.join(args.output_dir, f"{s}_manifest.json") for s in ("train", "dev", "test")}
-    if os.path.exists(stamp):
-        with open(stamp) as handle:
-            info = json.load(handle)
-        if info.get("config_hash") == digest and all(os.path.exists(m) for m in manifests.values()):
-            logger.info("Cached corpus in %s matches these settings; nothing to do", args.output_dir)
-            write_room_impulses(args.output_dir, args.seed)  # corpora cached before impulses existed get them
-            return manifests
+    manifests = _manifests(args.output_dir)
+    if _is_built(args, engines):
+        logger.info("Cached corpus in %s matches these settings; nothing to do", args.output_dir)
+        write_room_impulses(args.output_dir, args.seed)  # corpora cached before impulses existed get them
+        return manifests
+    if os.path.exists(stamp):  # another corpus's: it stops vouching for the folder while this one is built
+        os.remove(stamp)
     jobs = plan(args, engines)  # first: settings it refuses leave no folders behind
     for split in manifests:
         os.makedirs(os.path.join(args.output_dir, split), exist_ok=True)
@@ -250,13 +270,14 @@ def build(args):
         write_manifest(rows[split], path)
     summary = {s: {"utterances": len(r), "hours": round(sum(x["duration"] for x in r) / 3600, 3),
                    "voices": sorted({x["voice"] for x in r})} for s, r in rows.items()}
-    with open(stamp, "w") as handle:
-        json.dump({"config_hash": digest, "engines": engines, "splits": summary}, handle, indent=1)
     with open(os.path.join(args.output_dir, "vocabulary.txt"), "w") as handle:
         handle.write("\n".join(vocabulary()) + "\n")
     with open(os.path.join(args.output_dir, "train_text.txt"), "w") as handle:
         handle.writelines(r["text"] + "\n" for r in rows["train"])
     write_room_impulses(args.output_dir, args.seed)
+    with open(stamp + ".partial", "w") as handle:  # last, whole or not at all: the corpus is complete
+        json.dump({"config_hash": digest, "engines": engines, "splits": summary}, handle, indent=1)
+    os.replace(stamp + ".partial", stamp)
     for split, info in summary.items():
         logger.info("%s: %d utterances, %.2f h, %d voices", split, info["utterances"], info["hours"], len(info["voices"]))
     return manifests
@@ -336,16 +357,29 @@ def run(args):
     return build(args)
 
 
-def build_corpus(output_dir, train, dev, test, **options):
-    """Build (or find cached) a corpus in ``output_dir``; ``options``: any other command-line option by its
-    name (``seed``, ``noise_prob``, ``engines``...). Returns the manifests by split."""
+def _corpus_args(caller, output_dir, train, dev, test, options):
     argv = ["--output_dir", output_dir, "--train", str(train), "--dev", str(dev), "--test", str(test)]
     args = parse_args(argv)
     for key, value in options.items():
         if not hasattr(args, key):
-            raise TypeError(f"build_corpus() got an unknown option {key!r}")
+            raise TypeError(f"{caller}() got an unknown option {key!r}")
         setattr(args, key, value)
-    return run(args)
+    return args
+
+
+def build_corpus(output_dir, train, dev, test, **options):
+    """Build (or find cached) a corpus in ``output_dir``; ``options``: any other command-line option by its
+    name (``seed``, ``noise_prob``, ``engines``...). Returns the manifests by split."""
+    return run(_corpus_args("build_corpus", output_dir, train, dev, test, options))
+
+
+def corpus_ready(output_dir, train, dev, test, **options):
+    """Whether ``build_corpus`` with these arguments has finished in ``output_dir`` (a corpus built with
+    other settings, or one being rebuilt, is not ready), room impulses included: for processes that
+    wait while another one builds it."""
+    args = _corpus_args("corpus_ready", output_dir, train, dev, test, options)
+    return (_is_built(args, _installed_engines(args))
+            and os.path.exists(os.path.join(output_dir, "impulse_manifest.json")))
 
 
 def main(argv=None):

@@ -149,6 +149,18 @@ def test_synthetic_corpus_holds_out_voices_and_sentences(tmp_path):
     stamp = (tmp_path / "corpus" / "corpus.json").read_text()
     again = run("make_synthetic_speech.py", *args)  # cached: nothing regenerated
     assert "Cached corpus" in again.stderr and (tmp_path / "corpus" / "corpus.json").read_text() == stamp
+    # what waiting ranks poll: ready only for these very settings, with the stamp whole and impulses written
+    from nemo_asr.synthetic_speech import corpus_ready
+
+    corpus = str(tmp_path / "corpus")
+    assert corpus_ready(corpus, 24, 6, 6, seed=3) and not corpus_ready(corpus, 24, 6, 6, seed=4)
+    assert not corpus_ready(corpus, 24, 6, 7, seed=3)
+    (tmp_path / "corpus" / "impulse_manifest.json").rename(tmp_path / "impulses.json")
+    assert not corpus_ready(corpus, 24, 6, 6, seed=3)
+    (tmp_path / "impulses.json").rename(tmp_path / "corpus" / "impulse_manifest.json")
+    (tmp_path / "corpus" / "corpus.json").write_text(stamp[:20])  # cut short
+    assert not corpus_ready(corpus, 24, 6, 6, seed=3)
+    (tmp_path / "corpus" / "corpus.json").write_text(stamp)
     other = tmp_path / "corpus2"
     run("make_synthetic_speech.py", *[other if a == tmp_path / "corpus" else a for a in args])
     assert rows(other / "train_manifest.json") == splits["train"]  # deterministic for a seed

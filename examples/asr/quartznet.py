@@ -19,7 +19,7 @@ import time
 
 from ruamel.yaml import YAML
 
-from nemo_asr.synthetic_speech import build_corpus
+from nemo_asr.synthetic_speech import build_corpus, corpus_ready
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -122,11 +122,15 @@ def demo_corpus(args):
     train, dev, test = args.demo_utterances or DEMO_UTTERANCES
     started = time.perf_counter()
     perturb = os.path.join(data_dir, "perturb.yaml")
+    options = dict(holdout_engine=holdout, voice_set=voice_set)
     if jasper.nemo_core.distributed.resolve_local_rank(args.local_rank) in (None, 0):
-        build_corpus(data_dir, train, dev, test, holdout_engine=holdout, voice_set=voice_set)
+        build_corpus(data_dir, train, dev, test, **options)
         write_yaml(perturb, {"perturbations": DEMO_PERTURBATIONS})  # relative paths: next to the corpus's files
-    else:  # other ranks wait for rank 0's corpus
-        while not os.path.exists(perturb):
+    else:
+        # Other ranks wait for rank 0's corpus: one stamped for these very settings (a folder left from
+        # another corpus, or one being rebuilt, does not count). They read perturb.yaml only after the
+        # process group forms, which rank 0 joins once it has written the file.
+        while not corpus_ready(data_dir, train, dev, test, **options):
             time.sleep(1)
     print(f"Demo corpus ready in {time.perf_counter() - started:.1f} s: {data_dir}", flush=True)
     args.train_dataset = os.path.join(data_dir, "train_manifest.json")
