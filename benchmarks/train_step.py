@@ -167,6 +167,8 @@ def nemo_quartznet(blocks, feat_in, num_classes):
             encoded, lengths = self.enc(audio_signal=x, length=lengths)
             return self.dec(encoder_output=encoded).float(), lengths
 
+        reference_named_parameters = Ours.reference_named_parameters  # the same module tree and names
+
     return Nemo(), None
 
 
@@ -288,7 +290,12 @@ def measure(name, blocks, batch_size, dtype, steps, warmup, profile_ops):
                            f"gradients by {grad_delta:.2g}); the comparison would be meaningless")
     variants = {"ours": ours, "reference": reference}
     nemo, why_not = nemo_quartznet(blocks, FEATURES, LABELS)
-    if nemo is not None:
+    if nemo is not None:  # NeMo keeps the NGC parameter names too: same weights, and checked like ours
+        nemo.load_state_dict(ours.state_dict())
+        nemo_loss_delta, nemo_grad_delta = gradients_agree(nemo, reference, batch)
+        if nemo_loss_delta > 1e-4 or nemo_grad_delta > 1e-3:
+            raise RuntimeError(f"{name}: NeMo's QuartzNet is not the same model (loss differs by "
+                               f"{nemo_loss_delta:.2g}, gradients by {nemo_grad_delta:.2g})")
         variants["nemo"] = nemo
     optimizers = {k: Novograd(m.parameters(), lr=1e-3, betas=(0.8, 0.5)) for k, m in variants.items()}
     times = {k: [] for k in variants}
@@ -308,6 +315,7 @@ def measure(name, blocks, batch_size, dtype, steps, warmup, profile_ops):
     row["speedup_vs_reference"] = row["reference_s"] / row["ours_s"]
     if nemo is not None:
         row["speedup_vs_nemo"] = row["nemo_s"] / row["ours_s"]
+        row["nemo_loss_rel_diff"], row["nemo_grad_rel_diff_max"] = nemo_loss_delta, nemo_grad_delta
     if profile_ops:
         row["top_ops_ours"] = top_ops(ours, optimizers["ours"], batch, dtype)
         row["top_ops_reference"] = top_ops(reference, optimizers["reference"], batch, dtype)
@@ -346,7 +354,9 @@ def main(argv=None):
                 row["reference_peak_fraction"] = row["reference_gflops"] / peak[dtype]
                 rows.append(row)
                 print(f"{name} b{batch_size} {dtype}: ours {row['ours_s']:.3f} s, reference "
-                      f"{row['reference_s']:.3f} s, x{row['speedup_vs_reference']:.2f}", file=sys.stderr, flush=True)
+                      f"{row['reference_s']:.3f} s, x{row['speedup_vs_reference']:.2f}"
+                      + (f"; NeMo {row['nemo_s']:.3f} s, x{row['speedup_vs_nemo']:.2f}" if "nemo_s" in row else ""),
+                      file=sys.stderr, flush=True)
     result = {"machine": machine_info(), "gemm_peak_gflops": peak, "steps": args.steps, "rows": rows}
     write_results(args.out, result)
     print(table(result))
