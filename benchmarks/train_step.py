@@ -322,6 +322,15 @@ def measure(name, blocks, batch_size, dtype, steps, warmup, profile_ops):
     return row
 
 
+def installed_version(distribution):
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return None
+
+
 def load_blocks(path):
     with open(path) as handle:
         return YAML(typ="safe").load(handle)["JasperEncoder"]["jasper"]
@@ -357,7 +366,8 @@ def main(argv=None):
                       f"{row['reference_s']:.3f} s, x{row['speedup_vs_reference']:.2f}"
                       + (f"; NeMo {row['nemo_s']:.3f} s, x{row['speedup_vs_nemo']:.2f}" if "nemo_s" in row else ""),
                       file=sys.stderr, flush=True)
-    result = {"machine": machine_info(), "gemm_peak_gflops": peak, "steps": args.steps, "rows": rows}
+    result = {"machine": machine_info(), "gemm_peak_gflops": peak, "steps": args.steps,
+              "nemo_toolkit": installed_version("nemo_toolkit"), "rows": rows}
     write_results(args.out, result)
     print(table(result))
     return result
