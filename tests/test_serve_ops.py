@@ -1,4 +1,5 @@
 """nemo-serve under load and at shutdown: full queue (503), timeouts (504), SIGTERM draining, the CLI."""
+import contextlib
 import json
 import os
 import signal
@@ -180,3 +181,41 @@ def test_batcher_forgets_timed_out_requests_and_answers_everything_on_close():
             await batcher.submit("late", 1)
 
     asyncio.run(scenario())
+
+
+@pytest.mark.slow
+def test_sigterm_gives_open_streams_their_final_text_then_1012():
+    """Live streams at SIGTERM: each gets the final text of the audio it sent (the offline text of that
+    audio), marked drained, then close code 1012; then the process ends by the signal."""
+    pytest.importorskip("websockets")
+    from websockets.sync.client import connect
+
+    process, port = _serve()
+    samples, rate = an4()
+    pcm = (np.clip(np.tile(samples, 3), -1, 1) * 32767).astype("<i2")  # several seconds: partials come
+    _, offline, _ = post(f"http://127.0.0.1:{port}/v1/transcribe", wav_bytes(pcm.astype(np.float32) / 32768, rate))
+    with contextlib.ExitStack() as stack:
+        streams = [stack.enter_context(connect(f"ws://127.0.0.1:{port}/v1/stream")) for _ in range(2)]
+        for ws in streams:
+            assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+            ws.send(pcm.tobytes())  # the whole utterance, no end-of-stream: the client is still talking
+        for ws in streams:  # the server has taken the audio in once a partial came back
+            assert json.loads(ws.recv(timeout=30))["type"] == "partial"
+        process.send_signal(signal.SIGTERM)
+        for ws in streams:
+            while True:
+                message = json.loads(ws.recv(timeout=30))
+                if message["type"] != "partial":
+                    break
+            assert message["type"] == "final" and message["drained"] is True, message
+            assert message["duration"] == pytest.approx(len(pcm) / rate, abs=1e-3)
+            assert message["text"] == offline["text"] and offline["text"].strip()
+            with pytest.raises(Exception):
+                ws.recv(timeout=10)
+            assert ws.close_code == 1012
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == -signal.SIGTERM and "Application shutdown complete" in err, err
+    assert "ending 2 open stream(s) with their final text" in err
+    access = [json.loads(line.split("nemo_asr.serve.access: ", 1)[1]) for line in err.splitlines()
+              if "nemo_asr.serve.access: " in line]
+    assert [a["outcome"] for a in access if a["path"] == "/v1/stream"] == ["drained", "drained"]

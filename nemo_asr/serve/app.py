@@ -122,6 +122,8 @@ class SpeechService:
         self.model, self.settings = model, settings or Settings()
         self.metrics = ServiceMetrics()
         self.ready = False
+        self.draining = asyncio.Event()  # set by drain_streams(): open streams end with a final, then 1012
+        self.open_streams = 0
         self.warm_up = warm_up
         self.decoding = asyncio.Semaphore(os.cpu_count() or 1)
         self.batcher = DynamicBatcher(self._run_batch, self.settings.max_batch_size, self.settings.max_wait_ms,
@@ -144,6 +146,12 @@ class SpeechService:
             seconds = await asyncio.get_running_loop().run_in_executor(None, self.model.warm_up)
             _logger.info("model warmed up in %.2f s", seconds)
         self.ready = True
+
+    def drain_streams(self):
+        """Start a shutdown: ``/readyz`` answers 503, new streams are refused (1013), and each open stream
+        gets the final text of the audio it has sent so far, then close code 1012 (service restart).
+        The model keeps serving until ``shutdown``; call from the event loop's thread."""
+        self.draining.set()
 
     async def shutdown(self):
         self.ready = False
@@ -226,6 +234,8 @@ async def healthz(request):
 
 async def readyz(request):
     service = request.app.state.service
+    if service.draining.is_set():
+        return JSONResponse({"status": "draining"}, status_code=503)
     if service.ready:
         return JSONResponse({"status": "ready", "model": service.model.name})
     return JSONResponse({"status": "loading"}, status_code=503)

@@ -7,7 +7,9 @@ Binds 127.0.0.1 unless ``--host`` says otherwise. API keys (one per line) come
 from ``--api_key_file`` or the ``NEMO_SERVE_API_KEYS`` environment variable
 (comma-separated); with keys set, every request must send
 ``Authorization: Bearer KEY``. SIGTERM or Ctrl-C drains: the server stops
-accepting connections, answers the requests in flight, then exits.
+accepting connections, gives each open stream the final text of the audio it
+has sent (then close code 1012), answers the requests in flight, then exits
+(``nemo_asr.serve.server``).
 """
 import argparse
 import logging
@@ -48,7 +50,8 @@ def build_parser():
     add("--beam_width", type=int, default=32)
     add("--alpha", type=float, default=0.5)
     add("--beta", type=float, default=1.0)
-    add("--graceful_timeout_s", type=float, default=30.0, help="on SIGTERM, wait this long for requests in flight")
+    add("--graceful_timeout_s", type=float, default=30.0,
+        help="on SIGTERM, wait this long for open streams' final texts, then as long for requests in flight")
     add("--log_level", default="info", choices=["debug", "info", "warning", "error"])
     add("--debug", action="store_true", help="on failure, show the full traceback")
     return parser
@@ -116,9 +119,8 @@ def main(argv=None):
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with one_line_errors("nemo-serve", args.debug):
-        import uvicorn
-
         from .app import Settings, create_app
+        from .server import serve
 
         settings = Settings(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_audio_s=args.max_audio_s,
                             max_stream_s=args.max_stream_s, request_timeout_s=args.request_timeout_s,
@@ -127,8 +129,8 @@ def main(argv=None):
                             chunk_s=args.chunk_s, left_s=args.left_s, right_s=args.right_s,
                             final_pass_s=args.final_pass_s)
         app = create_app(load_model(args), settings)
-        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False,
-                    timeout_graceful_shutdown=args.graceful_timeout_s, ws_max_size=1 << 20)
+        serve(app, args.graceful_timeout_s, host=args.host, port=args.port, log_level=args.log_level,
+              access_log=False, timeout_graceful_shutdown=args.graceful_timeout_s, ws_max_size=1 << 20)
 
 
 if __name__ == "__main__":

@@ -26,8 +26,15 @@ sees, so buffered text can differ from offline text near window edges
 A protocol error gets ``{"type": "error", "error": ...}`` and a close code:
 1003 (frame the server cannot use), 1007 (text frame that is not the JSON
 above), 1008 (API key), 1009 (stream longer than ``--max_stream_s``), 1011
-(server bug), 1013 (overloaded or still loading).
+(server bug), 1013 (overloaded, still loading or shutting down).
+
+When the server is told to stop (SIGTERM, ``SpeechService.drain_streams``),
+each open stream gets a final message for the audio it has sent so far, with
+``"drained": true``, and the close code 1012 (service restart). Its
+``duration`` says how much audio the text covers; frames sent after that
+point were not recognised, so a client resends them to another replica.
 """
+import asyncio
 import json
 import logging
 import time
@@ -112,7 +119,7 @@ class _Session:
                                             "stable_text": self.stream.text(self.model.labels),
                                             "audio_s": round(self.received_s, 3)})
 
-    async def finish(self):
+    async def finish(self, drained=False):
         started = time.perf_counter()
         if self.resampler is not None:
             self._feed(self.resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
@@ -123,9 +130,10 @@ class _Session:
             await self._run(self.stream.final_windows())
             result = dict(self.model.stream_result(self.stream), final_pass="buffered")
         self.service.metrics.audio_seconds.labels("stream").inc(self.received_s)
+        extra = {"drained": True} if drained else {}
         await self.websocket.send_json({"type": "final", "final": True, **result,
                                         "duration": round(self.stream.samples / self.model.sample_rate, 3),
-                                        "latency_ms": round((time.perf_counter() - started) * 1e3, 2)})
+                                        "latency_ms": round((time.perf_counter() - started) * 1e3, 2), **extra})
 
 
 async def stream(websocket):
@@ -139,15 +147,26 @@ async def stream(websocket):
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     started, outcome = time.perf_counter(), "error"
     metrics.streams_active.inc()
-    session = None
+    service.open_streams += 1
+    session, drain = None, asyncio.ensure_future(service.draining.wait())
     try:
+        if service.draining.is_set():
+            raise StreamError(1013, "server is shutting down; connect to another replica")
         if not service.ready:
             raise StreamError(1013, "model is still loading; retry shortly")
         session = _Session(websocket, service, _rate(websocket, service.model.sample_rate))
         await websocket.send_json({"type": "ready", "sample_rate": service.model.sample_rate, "input_rate": session.rate,
                                    "chunk_s": round(session.stream.chunk * service.model.frame_seconds, 3)})
         while True:
-            message = await websocket.receive()
+            receive = asyncio.ensure_future(websocket.receive())
+            await asyncio.wait({receive, drain}, return_when=asyncio.FIRST_COMPLETED)
+            if not receive.done():  # shutting down: the final text of what arrived, then "service restart"
+                receive.cancel()
+                await session.finish(drained=True)
+                outcome = "drained"
+                await websocket.close(code=1012)
+                return
+            message = receive.result()
             if message["type"] == "websocket.disconnect":
                 outcome = "disconnected"
                 return
@@ -175,6 +194,8 @@ async def stream(websocket):
         outcome = "error_1011"
         await _close_with(websocket, 1011, "internal server error (see the server log)")
     finally:
+        drain.cancel()
+        service.open_streams -= 1
         metrics.streams_active.dec()
         metrics.streams.labels(outcome).inc()
         client = websocket.client or ("", 0)
