@@ -130,3 +130,33 @@ def test_page_uploads_and_records_live(tmp_path, serve_model, speech):  # noqa: 
     assert partial
     # the browser captures at 48 kHz and starts a little late: nearly the same characters
     assert char_error_rate([live], [expected])[0] <= 0.25, (expected, live)
+
+
+def test_page_keeps_the_text_when_the_server_shuts_down_mid_stream(tmp_path, speech):
+    """SIGTERM to nemo-serve while the page records: the page shows the final text of what was heard,
+    stops the microphone and says the server is restarting."""
+    import signal
+
+    from test_serve_ops import _serve
+
+    process, port = _serve(["--chunk_s", "0.5", "--left_s", "1.0", "--right_s", "0.5"])
+    browser = Browser(str(tmp_path), speech)
+    try:
+        browser.call("Page.enable")
+        browser.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
+        browser.wait_for("document.readyState === 'complete' && !!document.getElementById('record')")
+        browser.js("document.getElementById('record').click()")
+        browser.wait_for("document.getElementById('status').textContent.startsWith('Listening')")
+        partial = browser.wait_for("document.getElementById('transcript').textContent.trim()")
+        process.send_signal(signal.SIGTERM)
+        browser.wait_for("document.getElementById('status').textContent.startsWith('The server is restarting')")
+        assert browser.js("document.getElementById('transcript').dataset.final") == "true"
+        final = browser.js("document.getElementById('transcript').textContent").strip()
+        assert browser.js("document.getElementById('record').disabled") is False
+        assert browser.js("document.getElementById('stop').disabled") is True
+    finally:
+        browser.close()
+        if process.poll() is None:
+            process.kill()
+    assert partial and final
+    assert process.wait(60) == -signal.SIGTERM
