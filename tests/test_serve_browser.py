@@ -140,7 +140,12 @@ def test_page_keeps_the_text_when_the_server_shuts_down_mid_stream(tmp_path, spe
     from test_serve_ops import _serve
 
     process, port = _serve(["--chunk_s", "0.5", "--left_s", "1.0", "--right_s", "0.5"])
-    browser = Browser(str(tmp_path), speech)
+    signalled = False
+    try:
+        browser = Browser(str(tmp_path), speech)
+    except BaseException:
+        process.kill()
+        raise
     try:
         browser.call("Page.enable")
         browser.call("Page.navigate", url=f"http://127.0.0.1:{port}/")
@@ -149,6 +154,7 @@ def test_page_keeps_the_text_when_the_server_shuts_down_mid_stream(tmp_path, spe
         browser.wait_for("document.getElementById('status').textContent.startsWith('Listening')")
         partial = browser.wait_for("document.getElementById('transcript').textContent.trim()")
         process.send_signal(signal.SIGTERM)
+        signalled = True
         browser.wait_for("document.getElementById('status').textContent.startsWith('The server is restarting')")
         assert browser.js("document.getElementById('transcript').dataset.final") == "true"
         final = browser.js("document.getElementById('transcript').textContent").strip()
@@ -156,7 +162,12 @@ def test_page_keeps_the_text_when_the_server_shuts_down_mid_stream(tmp_path, spe
         assert browser.js("document.getElementById('stop').disabled") is True
     finally:
         browser.close()
-        if process.poll() is None:
+        if not signalled:
             process.kill()
+        try:
+            process.wait(60)  # it drains and ends by the signal (or, when the test failed early, is killed)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
     assert partial and final
-    assert process.wait(60) == -signal.SIGTERM
+    assert process.returncode == -signal.SIGTERM
