@@ -32,6 +32,7 @@ import numpy as np
 import soundfile as sf
 
 from nemo_asr.parts.data_prep import write_manifest
+from nemo_core.deployment import write_atomic
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors
 
 logger = logging.getLogger("make_synthetic_speech")
@@ -275,9 +276,12 @@ def build(args):
     with open(os.path.join(args.output_dir, "train_text.txt"), "w") as handle:
         handle.writelines(r["text"] + "\n" for r in rows["train"])
     write_room_impulses(args.output_dir, args.seed)
-    with open(stamp + ".partial", "w") as handle:  # last, whole or not at all: the corpus is complete
-        json.dump({"config_hash": digest, "engines": engines, "splits": summary}, handle, indent=1)
-    os.replace(stamp + ".partial", stamp)
+
+    def write_stamp(tmp):
+        with open(tmp, "w") as handle:
+            json.dump({"config_hash": digest, "engines": engines, "splits": summary}, handle, indent=1)
+
+    write_atomic(stamp, write_stamp)  # last, whole or not at all: the corpus is complete
     for split, info in summary.items():
         logger.info("%s: %d utterances, %.2f h, %d voices", split, info["utterances"], info["hours"], len(info["voices"]))
     return manifests

@@ -20,6 +20,7 @@ import time
 from ruamel.yaml import YAML
 
 from nemo_asr.synthetic_speech import build_corpus, corpus_ready
+from nemo_core.deployment import write_atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -142,11 +143,12 @@ def demo_corpus(args):
 
 
 def write_yaml(path, data):
-    """Write ``data`` to ``path`` whole or not at all (the other ranks wait for it to appear)."""
-    partial = path + ".partial"
-    with open(partial, "w") as handle:
-        YAML(typ="safe").dump(data, handle)
-    os.replace(partial, path)
+    """Write ``data`` to ``path`` whole or not at all."""
+    def write(tmp):
+        with open(tmp, "w") as handle:
+            YAML(typ="safe").dump(data, handle)
+
+    write_atomic(path, write)
 
 
 def main(argv=None):

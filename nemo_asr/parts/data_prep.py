@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import soundfile as sf
 
+from nemo_core.deployment import write_atomic
+
 from .audio import load_audio
 
 
@@ -34,14 +36,15 @@ def parallel_map(fn, jobs, workers=None, desc="processing"):
 
 
 def write_manifest(rows, path):
-    """Write ``rows`` as JSON lines to ``path``, whole or not at all (a ``.partial`` file renamed at the end),
-    so a manifest that exists is never a truncated one."""
+    """Write ``rows`` as JSON lines to ``path``, whole or not at all (``write_atomic``), so a manifest
+    that exists is never a truncated one."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    partial = path + ".partial"
-    with open(partial, "w", encoding="utf-8") as handle:
-        for row in rows:
-            handle.write(json.dumps(row) + "\n")
-    os.replace(partial, path)
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+
+    write_atomic(path, write)
     return path
 
 
