@@ -244,6 +244,10 @@ def test_health_ready_and_metrics(server):
     for name in ("nemo_serve_request_seconds_bucket", "nemo_serve_batch_size_bucket", "nemo_serve_queue_depth",
                  "nemo_serve_real_time_factor_bucket"):
         assert name in text
+    with connect(server.ws("/v1/stream")) as ws:  # the open-streams gauge follows the streams
+        assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        with urllib.request.urlopen(server.url("/metrics")) as response:
+            assert "nemo_serve_streams_active 1.0" in response.read().decode()
 
 
 def test_concurrent_requests_are_batched(model):

@@ -123,7 +123,8 @@ class SpeechService:
         self.metrics = ServiceMetrics()
         self.ready = False
         self.draining = asyncio.Event()  # set by drain_streams(): open streams end with a final, then 1012
-        self.open_streams = 0
+        self.open_streams = 0  # counted by the stream handler; the metrics gauge reads it
+        self.metrics.streams_active.set_function(lambda: self.open_streams)
         self.warm_up = warm_up
         self.decoding = asyncio.Semaphore(os.cpu_count() or 1)
         self.batcher = DynamicBatcher(self._run_batch, self.settings.max_batch_size, self.settings.max_wait_ms,

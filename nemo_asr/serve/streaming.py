@@ -146,7 +146,6 @@ async def stream(websocket):
         return
     await websocket.accept(subprotocol=SUBPROTOCOL if SUBPROTOCOL in offered else None)
     started, outcome = time.perf_counter(), "error"
-    metrics.streams_active.inc()
     service.open_streams += 1
     session, drain = None, asyncio.ensure_future(service.draining.wait())
     try:
@@ -196,7 +195,6 @@ async def stream(websocket):
     finally:
         drain.cancel()
         service.open_streams -= 1
-        metrics.streams_active.dec()
         metrics.streams.labels(outcome).inc()
         client = websocket.client or ("", 0)
         _access.info(json.dumps({"client": client[0], "path": "/v1/stream", "outcome": outcome,
