@@ -1,5 +1,6 @@
 """Build a synthetic spoken corpus with text-to-speech engines from Debian
-packages (``espeak-ng`` and ``flite``), for demos and tests.
+packages (``espeak-ng``, ``flite`` and, for the ``recorded`` voice set,
+``festival`` with its ``ked`` voice), for demos and tests.
 
 Each utterance gets a sentence from a small grammar written for this project,
 a voice (engine + base voice + variant), a speaking rate and a pitch, and
@@ -12,7 +13,7 @@ run with the same settings only checks the files. The corpus folder also gets
 reverberation augmentation.
 
 Install the engines with ``scripts/install_system_deps.sh``
-(``apt-get install espeak-ng flite``). Command line:
+(``apt-get install espeak-ng flite festival festvox-kdlpc16k``). Command line:
 ``scripts/make_synthetic_speech.py``; the demo (``examples/asr/quartznet.py``)
 calls ``build_corpus``.
 """
@@ -100,7 +101,13 @@ WIDE_ESPEAK_VARIANTS = ["m8", "klatt3", "klatt4", "klatt6", "adam", "Alex", "Ali
                         "belinda", "benjamin", "caleb", "david", "ed", "edward", "Gene", "grandma", "grandpa", "john",
                         "Lee", "linda", "max", "Michael", "Mike", "norbert", "paul", "quincy", "rob", "robert",
                         "shelby", "steph", "travis", "victor", "zac"]
-VOICE_SETS = {"base": ESPEAK_VARIANTS, "wide": ESPEAK_VARIANTS + WIDE_ESPEAK_VARIANTS}
+# ``--voice_set recorded`` also trains on festival's ked, a diphone voice made from recorded speech (every other
+# voice here but flite's is formant synthesis). Festival's two other English voices in Debian's main archive,
+# kal and slt, are speakers flite has too, so they would leak flite's voices into an engine-holdout split.
+FESTIVAL_VOICES = ["ked_diphone"]
+# name: (espeak-ng variants, festival voices) for training
+VOICE_SETS = {"base": (ESPEAK_VARIANTS, []), "wide": (ESPEAK_VARIANTS + WIDE_ESPEAK_VARIANTS, []),
+              "recorded": (ESPEAK_VARIANTS + WIDE_ESPEAK_VARIANTS, FESTIVAL_VOICES)}
 FLITE_VOICES = ["kal16", "awb", "slt", "rms", "kal"]
 # Held-out voices: espeak accents and variants never used in training. flite
 # has only five voices, too few to hold one out and still generalise to it
@@ -115,12 +122,14 @@ HELD_OUT = {
 def voices_for(split, engines, holdout_engine=None, voice_set="base"):
     """(engine, voice, variant) triples of ``split``. With ``holdout_engine`` the split is by engine instead:
     every voice of the other engine trains, every voice of ``holdout_engine`` is dev and test (a voice family the
-    model never heard; measures robustness rather than accuracy). ``voice_set``: the espeak-ng variants
-    (``VOICE_SETS``); the held-out ones of dev and test are the same in both."""
-    variants = VOICE_SETS[voice_set]
+    model never heard; measures robustness rather than accuracy). ``voice_set``: the espeak-ng variants and
+    festival voices of training (``VOICE_SETS``); the held-out voices of dev and test are the same in every set
+    (festival's serve training only)."""
+    variants, festival_voices = VOICE_SETS[voice_set]
+    festival = [("festival", v, "") for v in festival_voices] if split == "train" else []
     if holdout_engine is not None:
         everything = ([("espeak", v, var) for v in ESPEAK_VOICES for var in variants]
-                      + [("flite", v, "") for v in FLITE_VOICES])
+                      + [("flite", v, "") for v in FLITE_VOICES] + festival)
         held_out = split != "train"
         return [v for v in everything if (v[0] == holdout_engine) == held_out and v[0] in engines]
     if split == "train":
@@ -134,11 +143,23 @@ def voices_for(split, engines, holdout_engine=None, voice_set="base"):
         voices, variants = HELD_OUT[split]["espeak"]
         espeak = [("espeak", v, var) for v in voices for var in variants]
         flite = [("flite", v, "") for v in HELD_OUT[split]["flite"]]
-    return [v for v in espeak + flite if v[0] in engines]
+    return [v for v in espeak + flite + festival if v[0] in engines]
+
+
+ENGINE_BINARIES = {"espeak": "espeak-ng", "flite": "flite", "festival": "text2wave"}
 
 
 def available_engines():
-    return [name for name, binary in (("espeak", "espeak-ng"), ("flite", "flite")) if shutil.which(binary)]
+    return [name for name, binary in ENGINE_BINARIES.items() if shutil.which(binary)]
+
+
+def festival_command(voice, text_file, rate, pitch, output):
+    """text2wave (festival) rendering ``text_file`` with ``voice`` at speaking ``rate`` and a mean F0 set from
+    ``pitch`` (25-75, as espeak-ng's ``-p``; 90-150 Hz, like flite's)."""
+    f0 = int(60 + pitch * 1.2)
+    return ["text2wave", "-eval", f"(voice_{voice})", "-eval", f"(Parameter.set 'Duration_Stretch {1.0 / rate:.3f})",
+            "-eval", f"(set! int_lr_params '((target_f0_mean {f0}) (target_f0_std {f0 // 6}) "
+                     "(model_f0_mean 170) (model_f0_std 34)))", text_file, "-o", output]
 
 
 # ------------------------------------------------------------- synthesis
@@ -152,6 +173,11 @@ def synthesize(job):
         if engine == "espeak":
             name = f"{voice}+{variant}" if variant else voice
             cmd = ["espeak-ng", "-v", name, "-s", str(int(160 * rate)), "-p", str(int(pitch)), "-w", raw, text]
+        elif engine == "festival":
+            text_file = os.path.join(tmp, "text.txt")
+            with open(text_file, "w") as handle:
+                handle.write(text + "\n")
+            cmd = festival_command(voice, text_file, rate, pitch, raw)
         else:
             cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={1.0 / rate:.3f}",
                    "--setf", f"int_f0_target_mean={int(60 + pitch * 1.2)}", "-t", text, "-o", raw]
@@ -194,10 +220,12 @@ def plan(args, engines):
                 continue
             used.add(sentence)
             if split == "train":
-                engines_here = sorted({v[0] for v in voices})
-                engine = engines_here[0]
-                if len(engines_here) > 1 and not args.holdout_engine:
+                engines_here = {v[0] for v in voices}
+                engine = "espeak" if "espeak" in engines_here else sorted(engines_here)[0]
+                if "flite" in engines_here and "espeak" in engines_here and not args.holdout_engine:
                     engine = "flite" if rng.random() < args.flite_share else "espeak"
+                if "festival" in engines_here and len(engines_here) > 1 and rng.random() < args.festival_share:
+                    engine = "festival"
                 voice = rng.choice([v for v in voices if v[0] == engine])
             else:
                 voice = voices[count % len(voices)]
@@ -212,12 +240,14 @@ def plan(args, engines):
 
 def config_hash(args, engines):
     keys = dict(seed=args.seed, train=args.train, dev=args.dev, test=args.test, noise_prob=args.noise_prob,
-                flite_share=args.flite_share,
-                snr_db=list(args.snr_db), engines=engines, version=VERSION)
+                flite_share=args.flite_share, snr_db=list(args.snr_db),
+                engines=[e for e in engines if e != "festival" or VOICE_SETS[args.voice_set][1]], version=VERSION)
     if args.holdout_engine:  # only when set, so the hash of every earlier corpus stays the same
         keys["holdout_engine"] = args.holdout_engine
     if args.voice_set != "base":  # likewise
         keys["voice_set"] = args.voice_set
+    if VOICE_SETS[args.voice_set][1]:
+        keys["festival_share"] = args.festival_share
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -225,7 +255,7 @@ def _installed_engines(args):
     engines = [e for e in available_engines() if e in args.engines]
     if not engines:
         raise UserError(f"None of the engines {', '.join(args.engines)} is installed; run "
-                        f"scripts/install_system_deps.sh (apt-get install espeak-ng flite)")
+                        f"scripts/install_system_deps.sh (apt-get install espeak-ng flite festival festvox-kdlpc16k)")
     return engines
 
 
@@ -256,6 +286,10 @@ def build(args):
         return manifests
     if os.path.exists(stamp):  # another corpus's: it stops vouching for the folder while this one is built
         os.remove(stamp)
+    if VOICE_SETS[args.voice_set][1] and "festival" not in engines:
+        raise UserError(f"--voice_set {args.voice_set} needs festival (text2wave) with its ked voice: run "
+                        f"scripts/install_system_deps.sh (apt-get install festival festvox-kdlpc16k) and keep "
+                        f"festival in --engines")
     jobs = plan(args, engines)  # first: settings it refuses leave no folders behind
     for split in manifests:
         os.makedirs(os.path.join(args.output_dir, split), exist_ok=True)
@@ -336,12 +370,17 @@ def parse_args(argv=None):
     parser.add_argument("--noise_prob", type=float, default=0.3, help="share of utterances with white noise")
     parser.add_argument("--snr_db", type=float, nargs=2, default=(15.0, 40.0))
     parser.add_argument("--flite_share", type=float, default=0.1, help="share of training utterances from flite")
-    parser.add_argument("--engines", nargs="+", default=["espeak", "flite"], choices=["espeak", "flite"])
+    parser.add_argument("--festival_share", type=float, default=0.2,
+                        help="share of training utterances from festival's voices (voice set recorded only)")
+    parser.add_argument("--engines", nargs="+", default=["espeak", "flite", "festival"],
+                        choices=sorted(ENGINE_BINARIES))
     parser.add_argument("--holdout_engine", default=None, choices=["espeak", "flite"],
                         help="split by engine: train on the other engine's voices, dev/test on this one's "
                              "(a robustness split; default: held-out espeak accents and variants)")
     parser.add_argument("--voice_set", default="base", choices=sorted(VOICE_SETS),
-                        help="espeak-ng variants for training: base (14, default) or wide (49: 35 more speakers)")
+                        help="training voices: base (14 espeak-ng variants, default), wide (49: 35 more speakers) "
+                             "or recorded (wide plus festival's ked, a voice made from recorded speech, at "
+                             "--festival_share)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     add_debug_flag(parser)
     return parser.parse_args(argv)
