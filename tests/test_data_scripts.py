@@ -177,7 +177,10 @@ def test_wide_voice_set_adds_training_speakers_and_keeps_dev_and_test_voices_hel
     for split in ("dev", "test"):  # the same held-out voices whatever the training set
         held = voices_for(split, engines)
         assert held == voices_for(split, engines, voice_set="wide") and not set(held) & set(wide)
+        assert held == voices_for(split, engines + ["festival"], voice_set="recorded")
         assert not {accent for _, accent, _ in held} & {accent for _, accent, _ in wide}
+    recorded = voices_for("train", engines + ["festival"], voice_set="recorded")
+    assert set(recorded) - set(wide) == {("festival", "ked_diphone", "")}
     installed = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout \
         if shutil.which("espeak-ng") else None
     if installed is not None:  # every added variant is one espeak-ng has (an unknown one would fall back silently)
@@ -217,6 +220,38 @@ def test_engine_holdout_split_trains_on_one_engine_and_tests_on_the_other(tmp_pa
     engines = {s: {r["voice"].split(":")[0] for r in rows(tmp_path / f"{s}_manifest.json")}
                for s in ("train", "dev", "test")}
     assert engines == {"train": {"espeak"}, "dev": {"flite"}, "test": {"flite"}}
+
+
+@pytest.mark.skipif(not all(shutil.which(b) for b in ("espeak-ng", "flite", "text2wave")),
+                    reason="needs espeak-ng, flite and festival (scripts/install_system_deps.sh)")
+def test_recorded_voice_set_trains_on_festival_too_and_still_holds_flite_out(tmp_path):
+    import librosa
+
+    run("make_synthetic_speech.py", "--output_dir", tmp_path, "--train", 20, "--dev", 2, "--test", 2,
+        "--holdout_engine", "flite", "--voice_set", "recorded", "--festival_share", "0.5", "--workers", 2)
+    voices = {s: {r["voice"] for r in rows(tmp_path / f"{s}_manifest.json")} for s in ("train", "dev", "test")}
+    assert {v.split(":")[0] for v in voices["train"]} == {"espeak", "festival"}
+    assert "festival:ked_diphone" in voices["train"]
+    assert {v.split(":")[0] for v in voices["dev"] | voices["test"]} == {"flite"}
+    # festival's rendering follows the corpus's pitch and rate: a higher pitch setting gives a higher F0
+    from nemo_asr.synthetic_speech import synthesize
+
+    f0 = {}
+    for pitch in (25, 75):
+        path = tmp_path / "train" / f"ked_{pitch}.wav"
+        row = synthesize((str(path), "the red cat is in the garden", ("festival", "ked_diphone", ""), 1.0, pitch,
+                          None, 0))
+        assert row["voice"] == "festival:ked_diphone" and row["duration"] > 1.0
+        audio, rate = sf.read(path)
+        track, _, _ = librosa.pyin(audio, fmin=50, fmax=300, sr=rate)
+        f0[pitch] = np.nanmedian(track)
+    assert 80 < f0[25] < 110 and 130 < f0[75] < 170, f0
+    # without festival the set is refused in one clear line, not silently trained without it
+    cmd = [PYTHON, os.path.join(SCRIPTS, "make_synthetic_speech.py"), "--output_dir", str(tmp_path / "none"),
+           "--voice_set", "recorded", "--engines", "espeak", "flite"]
+    result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and "needs festival" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "none" / "train").exists()
 
 
 @pytest.mark.slow
