@@ -68,14 +68,14 @@ def utterances(manifest):
     return out
 
 
-def accuracy(model, data, chunk_s, left_s, right_s):
+def accuracy(model, data, chunk_s, left_s, right_s, partial_s):
     from nemo_asr.metrics import char_error_rate, word_error_rate
 
     offline, streamed, references, windows = [], [], [], 0
     for pcm, reference in data:
         samples = pcm.astype(np.float32) / 32768
         offline.append(model.decode(model.infer_batch([samples])[0])["text"])
-        stream = model.new_stream(chunk_s, left_s, right_s)
+        stream = model.new_stream(chunk_s, left_s, right_s, partial_s)
         step = 1600
         for start in range(0, len(samples), step):
             stream.feed(samples[start:start + step])
@@ -87,7 +87,8 @@ def accuracy(model, data, chunk_s, left_s, right_s):
             windows += 1
         streamed.append(stream.text(model.labels))
         references.append(reference)
-    return {"chunk_s": chunk_s, "left_s": left_s, "right_s": right_s, "streams": len(data), "windows": windows,
+    return {"chunk_s": chunk_s, "left_s": left_s, "right_s": right_s, "partial_s": min(partial_s, chunk_s),
+            "streams": len(data), "windows": windows,  # preview windows included: they cost model time too
             "wer_offline": word_error_rate(offline, references)[0],
             "wer_streamed": word_error_rate(streamed, references)[0],
             "identical": sum(a == b for a, b in zip(offline, streamed)),
@@ -133,7 +134,7 @@ def live_stream(port, pcm, results, frame_s=0.1):
 
 def live(args, data, levels):
     extra = ["--chunk_s", str(args.chunk_s), "--left_s", str(args.left_s), "--right_s", str(args.right_s),
-             "--max_batch_size", "32"]
+             "--partial_s", str(args.partial_s), "--max_batch_size", "32"]
     rows = []
     with ServerProcess(REPO, args.model_config, args.load_dir, extra) as server:
         port = server.port
@@ -164,7 +165,8 @@ def main(argv=None):
     parser.add_argument("--model_config", default=DEFAULT_CONFIG)
     parser.add_argument("--load_dir", default=DEFAULT_LOAD_DIR)
     parser.add_argument("--manifest", default=None, help="held-out test manifest (default: AN4 subset, joined)")
-    parser.add_argument("--chunk_s", type=float, default=1.0)
+    parser.add_argument("--chunk_s", type=float, default=2.0)
+    parser.add_argument("--partial_s", type=float, default=1.0)
     parser.add_argument("--left_s", type=float, default=2.0)
     parser.add_argument("--right_s", type=float, default=1.0)
     parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
@@ -180,13 +182,15 @@ def main(argv=None):
     recognizer = Recognizer(load_model_config(args.model_config)).load(args.load_dir)
     model = ServingModel.from_recognizer(recognizer, recognizer.runner("pytorch"))
     data = utterances(args.manifest)
-    settings = [(args.chunk_s, args.left_s, args.right_s), (0.5, 1.0, 0.5), (2.0, 2.0, 1.0)]
+    settings = [(args.chunk_s, args.left_s, args.right_s, args.partial_s), (1.0, 2.0, 1.0, 1.0), (0.5, 1.0, 0.5, 0.5)]
     rows = [accuracy(model, data, *s) for s in dict.fromkeys(settings)]
     print("Buffered windows only (the server's final pass is not used here):")
-    print("| chunk / left / right s | streams | WER offline | WER streamed | identical | CER streamed vs offline |")
-    print("|---|---|---|---|---|---|")
+    print("| chunk / left / right / partial s | streams | windows | WER offline | WER streamed | identical | "
+          "CER streamed vs offline |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['chunk_s']} / {r['left_s']} / {r['right_s']} | {r['streams']} | {r['wer_offline'] * 100:.2f}% | "
+        print(f"| {r['chunk_s']} / {r['left_s']} / {r['right_s']} / {r['partial_s']} | {r['streams']} | "
+              f"{r['windows']} | {r['wer_offline'] * 100:.2f}% | "
               f"{r['wer_streamed'] * 100:.2f}% | {r['identical']}/{r['streams']} | "
               f"{r['cer_streamed_vs_offline'] * 100:.2f}% |", flush=True)
     live_rows = live(args, data, args.streams)

@@ -294,6 +294,7 @@ def _stream(url, samples, rate, frame_s=0.1):
     with connect(url) as ws:
         ready = json.loads(ws.recv(timeout=10))
         assert ready["type"] == "ready"
+        assert ready["partial_s"] <= ready["chunk_s"] and ready["partial_s"] == pytest.approx(1.0, abs=0.02)
         step = int(rate * frame_s)
         for start in range(0, len(pcm), step):
             ws.send(pcm[start:start + step].tobytes())
@@ -344,8 +345,10 @@ def test_buffered_final_text_stays_close_to_offline_on_an4(model):
     assert rate <= 0.1, (rate, streamed, offline_texts)
 
 
-@pytest.mark.parametrize("chunk, left, right, feed", [(3, 5, 2, 700), (1, 0, 0, 160), (4, 2, 6, 10_000), (2, 3, 1, 1)])
-def test_buffered_windows_reproduce_a_frame_local_model_exactly(chunk, left, right, feed):
+@pytest.mark.parametrize("chunk, left, right, feed, preview", [
+    (3, 5, 2, 700, None), (1, 0, 0, 160, None), (4, 2, 6, 10_000, None), (2, 3, 1, 1, None),
+    (6, 4, 3, 320, 2), (5, 0, 2, 100, 1), (4, 2, 1, 5_000, 1)])
+def test_buffered_windows_reproduce_a_frame_local_model_exactly(chunk, left, right, feed, preview):
     """Window bookkeeping: with a model whose frames depend only on their own audio, streaming is exact."""
     from nemo_asr.parts.streaming import BufferedCTCStream
 
@@ -359,14 +362,40 @@ def test_buffered_windows_reproduce_a_frame_local_model_exactly(chunk, left, rig
         labels = torch.as_tensor(samples[::frame][:frames]).long()
         return torch.nn.functional.one_hot(labels, classes).float().log()
 
-    stream = BufferedCTCStream(frame, chunk, left, right, blank=classes - 1)
+    stream = BufferedCTCStream(frame, chunk, left, right, blank=classes - 1, preview=preview)
     for start in range(0, len(audio), feed):
         stream.feed(audio[start:start + feed])
         for window in stream.ready_windows():
             stream.commit(window, infer(window.audio.numpy()))
+            seen = stream.labels + stream.tentative  # committed and tentative frames line up with the audio
+            assert seen == truth[: len(seen)].tolist()
+        if preview and stream.committed:  # previews keep the text within `preview` frames of the newest audio
+            assert -(-stream.samples // frame) - len(stream.labels + stream.tentative) < preview + feed / frame
     for window in stream.final_windows():
         stream.commit(window, infer(window.audio.numpy()))
     assert stream.labels == truth.tolist()
+
+
+def test_partials_come_every_preview_while_commits_wait_for_whole_chunks():
+    """``preview`` < ``chunk``: the text is refreshed every ``preview`` frames of audio, commits stay ``chunk``
+    long (the cadence a listener sees is independent of the window size that sets the accuracy)."""
+    from nemo_asr.parts.streaming import BufferedCTCStream
+
+    frame, chunk, left, right, preview = 160, 8, 4, 2, 2
+    stream = BufferedCTCStream(frame, chunk, left, right, blank=0, preview=preview)
+    refreshed, commits = [], []
+    for index in range(60):
+        stream.feed(np.zeros(frame, dtype=np.float32))
+        for window in stream.ready_windows():
+            before = stream.committed
+            stream.commit(window, torch.zeros(-(-len(window.audio) // frame), 3))
+            refreshed.append(index + 1)
+            if stream.committed > before:
+                commits.append(stream.committed - before)
+    assert set(np.diff(refreshed)) == {preview}  # every 2 frames, before the first commit and after it
+    assert commits[0] == left + chunk and set(commits[1:]) == {chunk}
+    with pytest.raises(ValueError, match="preview"):
+        BufferedCTCStream(frame, chunk, left, right, blank=0, preview=0)
 
 
 def test_stream_at_another_rate(server):

@@ -62,7 +62,12 @@ class BufferedCTCStream:
     """One live stream: feed audio as it arrives, run the windows it asks for, commit their log-probs.
 
     ``frame_samples``: audio samples per encoder frame; ``chunk``, ``left``,
-    ``right``: window parts in encoder frames. The driver loop is::
+    ``right``: window parts in encoder frames. ``preview`` (frames, default
+    ``chunk``): how often the text is refreshed. With a ``preview`` shorter
+    than ``chunk``, a preview window (left context up to the newest audio,
+    committing nothing) refreshes the tentative text every ``preview`` frames
+    between commits, so partials come often while the merged text keeps the
+    accuracy of long chunks. The driver loop is::
 
         stream.feed(samples)
         for window in stream.ready_windows():
@@ -81,17 +86,19 @@ class BufferedCTCStream:
         def __repr__(self):
             return f"Window(start={self.start}, keep=[{self.keep_from}, {self.keep_to}), samples={len(self.audio)})"
 
-    def __init__(self, frame_samples, chunk, left, right, blank):
-        if min(chunk, frame_samples) < 1 or min(left, right) < 0:
-            raise ValueError(f"chunk and frame_samples must be >= 1 and contexts >= 0, got chunk={chunk}, "
-                             f"frame_samples={frame_samples}, left={left}, right={right}")
+    def __init__(self, frame_samples, chunk, left, right, blank, preview=None):
+        preview = chunk if preview is None else preview
+        if min(chunk, frame_samples, preview) < 1 or min(left, right) < 0:
+            raise ValueError(f"chunk, preview and frame_samples must be >= 1 and contexts >= 0, got chunk={chunk}, "
+                             f"preview={preview}, frame_samples={frame_samples}, left={left}, right={right}")
         self.frame_samples, self.chunk, self.left, self.right, self.blank = frame_samples, chunk, left, right, blank
+        self.preview = min(preview, chunk)
         self._audio = torch.zeros(0)
         self._audio_start = 0  # utterance sample index of self._audio[0]
         self.samples = 0  # audio received so far
         self.labels, self.scores = [], []  # per committed frame
         self.tentative = []  # best labels of the newest window's uncommitted frames (for partials)
-        self._previewed = 0  # samples seen by the last preview window
+        self._previewed = 0  # samples seen by the last window (commit or preview) that refreshed the text
         self._ids, self._last = [], blank  # collapsed label ids of the committed frames, and the last frame's label
         self.finished = False
 
@@ -125,16 +132,25 @@ class BufferedCTCStream:
         and only refreshes the tentative text.
         """
         buffer = self.left + self.chunk + self.right
+        due = self.samples - self._previewed >= self.preview * self.frame_samples
         if self.committed == 0:
             if self.samples >= buffer * self.frame_samples:
+                self._previewed = buffer * self.frame_samples
                 yield self.Window(0, 0, self.left + self.chunk, self._audio[: buffer * self.frame_samples], False)
-            elif self.samples - self._previewed >= self.chunk * self.frame_samples:
+            elif due:
                 self._previewed = self.samples
                 yield self.Window(0, 0, 0, self._audio[: self.samples], False)
             if self.committed == 0:
                 return
         while (self.committed + self.chunk + self.right) * self.frame_samples <= self.samples:
-            yield self._window(self.committed + self.chunk + self.right, final=False)
+            window = self._window(self.committed + self.chunk + self.right, final=False)
+            self._previewed = (window.start * self.frame_samples) + len(window.audio)
+            yield window
+        if self.preview < self.chunk and self.samples - self._previewed >= self.preview * self.frame_samples:
+            preview = self._window(-(-self.samples // self.frame_samples), final=False)
+            preview.keep_to = self.committed  # commits nothing: only the tentative text
+            self._previewed = self.samples
+            yield preview
 
     def final_windows(self):
         """After the last audio: the windows that commit everything left (the last has no right context)."""

@@ -39,7 +39,10 @@ def build_parser():
     add("--max_audio_s", type=float, default=120.0, help="longer audio per request gets 413")
     add("--max_stream_s", type=float, default=3600.0, help="longest WebSocket stream, in audio seconds")
     add("--request_timeout_s", type=float, default=30.0, help="requests without a result by then get 504")
-    add("--chunk_s", type=float, default=1.0, help="streaming: audio committed per window (partials this often)")
+    add("--chunk_s", type=float, default=2.0,
+        help="streaming: audio committed per window (longer: merged text closer to offline, more latency to commit)")
+    add("--partial_s", type=float, default=1.0,
+        help="streaming: a partial text at least this often (a preview window between commits when < --chunk_s)")
     add("--left_s", type=float, default=2.0, help="streaming: left context per window")
     add("--right_s", type=float, default=1.0, help="streaming: right context (look-ahead) per window")
     add("--final_pass_s", type=float, default=30.0,
@@ -127,7 +130,7 @@ def main(argv=None):
                             max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                             max_queue=args.max_queue, api_keys=api_keys(args.api_key_file),
                             chunk_s=args.chunk_s, left_s=args.left_s, right_s=args.right_s,
-                            final_pass_s=args.final_pass_s)
+                            final_pass_s=args.final_pass_s, partial_s=args.partial_s)
         app = create_app(load_model(args), settings)
         serve(app, args.graceful_timeout_s, host=args.host, port=args.port, log_level=args.log_level,
               access_log=False, timeout_graceful_shutdown=args.graceful_timeout_s, ws_max_size=1 << 20)

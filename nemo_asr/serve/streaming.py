@@ -5,16 +5,21 @@ Protocol (JSON text messages from the server):
 1. connect to ``/v1/stream?sample_rate=16000`` (any rate 8-96 kHz; resampled).
    With API keys, send ``Authorization: Bearer KEY``, or (browsers cannot set
    headers) offer the subprotocols ``nemo-asr`` and ``bearer.KEY``;
-2. the server answers ``{"type": "ready", "sample_rate": ..., "chunk_s": ...}``;
+2. the server answers ``{"type": "ready", "sample_rate": ..., "chunk_s": ...,
+   "partial_s": ...}``;
 3. send binary frames of little-endian int16 samples, any size;
-4. after each window the server sends ``{"type": "partial", "text": ...,
+4. every ``partial_s`` of audio the server sends ``{"type": "partial", "text": ...,
    "stable_text": ..., "audio_s": ...}``: ``stable_text`` will not change,
    ``text`` adds a guess from the right context;
 5. send the text frame ``{"eof": true}``; the last message is
    ``{"type": "final", "final": true, "text", "words", "duration",
    "latency_ms", "final_pass"}`` and the server closes the socket (code 1000).
 
-Partials come from buffered windows (``parts/streaming.py``). The final text
+Partials come from buffered windows (``parts/streaming.py``): a window
+commits ``chunk_s`` of audio (2 s by default, with 2 s of left and 1 s of
+right context), and between commits a preview window refreshes the text every
+``partial_s`` (1 s), so the cadence a listener sees does not set the windows'
+accuracy. The final text
 of a stream up to ``final_pass_s`` long (default 30 s) comes from one more
 pass over the whole stream (``"final_pass": "offline"``), so it equals what
 ``POST /v1/transcribe`` returns for the same audio; a longer stream's final
@@ -70,7 +75,8 @@ class _Session:
     def __init__(self, websocket, service, rate):
         self.websocket, self.service, self.model = websocket, service, service.model
         self.rate, self.settings = rate, service.settings
-        self.stream = self.model.new_stream(self.settings.chunk_s, self.settings.left_s, self.settings.right_s)
+        self.stream = self.model.new_stream(self.settings.chunk_s, self.settings.left_s, self.settings.right_s,
+                                            self.settings.partial_s)
         self.resampler = None
         if rate != self.model.sample_rate:
             import soxr
@@ -155,7 +161,8 @@ async def stream(websocket):
             raise StreamError(1013, "model is still loading; retry shortly")
         session = _Session(websocket, service, _rate(websocket, service.model.sample_rate))
         await websocket.send_json({"type": "ready", "sample_rate": service.model.sample_rate, "input_rate": session.rate,
-                                   "chunk_s": round(session.stream.chunk * service.model.frame_seconds, 3)})
+                                   "chunk_s": round(session.stream.chunk * service.model.frame_seconds, 3),
+                                   "partial_s": round(session.stream.preview * service.model.frame_seconds, 3)})
         while True:
             receive = asyncio.ensure_future(websocket.receive())
             await asyncio.wait({receive, drain}, return_when=asyncio.FIRST_COMPLETED)
