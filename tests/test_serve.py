@@ -100,6 +100,19 @@ def post(url, data, headers=None):
         return err.code, json.loads(err.read()), {k.lower(): v for k, v in err.headers.items()}
 
 
+def get(url, headers=None):
+    """``(status, body: JSON when it is JSON else text, headers)`` of a GET."""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as err:
+        response = err
+    with response:
+        text = response.read().decode()
+        json_body = response.headers.get("content-type", "").startswith("application/json")
+        return response.status, json.loads(text) if json_body else text, response.headers  # case-insensitive
+
+
 def wav_bytes(samples, rate, subtype="PCM_16", fmt="WAV"):
     buffer = io.BytesIO()
     sf.write(buffer, samples, rate, subtype=subtype, format=fmt)
@@ -285,6 +298,23 @@ def test_api_keys_are_required_when_configured(model):
             assert json.loads(ws.recv(timeout=10))["type"] == "ready"
         with connect(running.ws("/v1/stream"), subprotocols=["nemo-asr", "bearer.s3cret"]) as ws:
             assert json.loads(ws.recv(timeout=10))["type"] == "ready"
+        # /metrics follows the API keys by default; the probes stay open for load balancers
+        status, body, headers = get(running.url("/metrics"))
+        assert status == 401 and "metrics key" in body["error"] and headers["WWW-Authenticate"] == "Bearer"
+        assert get(running.url("/metrics"), {"Authorization": "Bearer s3cret"})[0] == 200
+        assert get(running.url("/healthz"))[0] == 200 and get(running.url("/readyz"))[0] == 200
+
+
+@pytest.mark.parametrize("metrics_keys, key, expected", [
+    (["scrape"], "scrape", 200), (["scrape"], "s3cret", 401), (["scrape"], None, 401), ([], None, 200)])
+def test_metrics_keys_apart_from_api_keys(model, metrics_keys, key, expected):
+    """Prometheus gets its own key (an API key does not open /metrics then), or none at all ([])."""
+    settings = Settings(api_keys=["s3cret"], metrics_keys=metrics_keys)
+    with Server(create_app(model, settings, warm_up=False)) as running:
+        status, body, _ = get(running.url("/metrics"), {"Authorization": f"Bearer {key}"} if key else {})
+        assert status == expected, body
+        if status == 200:
+            assert "nemo_serve_requests_total" in body
 
 
 def _stream(url, samples, rate, frame_s=0.1):

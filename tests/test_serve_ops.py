@@ -129,10 +129,16 @@ def test_cli_help_and_one_line_errors(tmp_path):
     result = subprocess.run([sys.executable, "-m", "nemo_asr.serve.cli", "--help"], cwd=REPO, env=subprocess_env(),
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--max_batch_size" in result.stdout
+    empty_keys = tmp_path / "metrics_keys"
+    empty_keys.write_text("# nothing yet\n")
     for args, words in [
         (["--model_config", str(tmp_path / "nope.yaml"), "--load_dir", SERVE_MODEL], "does not exist"),
         (["--model_config", CONFIG], "give --load_dir"),
         (["--model_config", CONFIG, "--load_dir", str(tmp_path)], str(tmp_path)),
+        (["--model_config", CONFIG, "--load_dir", SERVE_MODEL, "--metrics_key_file", str(empty_keys)],
+         "holds no key"),
+        (["--model_config", CONFIG, "--load_dir", SERVE_MODEL, "--metrics_key_file", str(tmp_path / "none")],
+         str(tmp_path / "none")),
     ]:
         result = subprocess.run([sys.executable, "-m", "nemo_asr.serve.cli", *args], cwd=REPO,
                                 env=subprocess_env(), capture_output=True, text=True, timeout=120)

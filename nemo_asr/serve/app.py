@@ -45,11 +45,13 @@ class Settings:
 
     def __init__(self, max_body_bytes=32 << 20, max_audio_s=120.0, max_stream_s=3600.0, request_timeout_s=30.0,
                  max_batch_size=16, max_wait_ms=10.0, max_queue=256, max_batch_seconds=240.0, api_keys=(),
-                 chunk_s=2.0, left_s=2.0, right_s=1.0, final_pass_s=30.0, partial_s=1.0):
+                 chunk_s=2.0, left_s=2.0, right_s=1.0, final_pass_s=30.0, partial_s=1.0, metrics_keys=None):
         self.max_body_bytes, self.max_audio_s, self.max_stream_s = int(max_body_bytes), max_audio_s, max_stream_s
         self.request_timeout_s, self.max_batch_size, self.max_wait_ms = request_timeout_s, max_batch_size, max_wait_ms
         self.max_queue, self.max_batch_seconds = max_queue, max_batch_seconds
         self.api_keys = [k.encode() for k in api_keys if k]
+        # /metrics: its own keys when given ([] = open to all); else (None) the API keys
+        self.metrics_keys = self.api_keys if metrics_keys is None else [k.encode() for k in metrics_keys if k]
         self.chunk_s, self.left_s, self.right_s, self.final_pass_s = chunk_s, left_s, right_s, final_pass_s
         self.partial_s = partial_s
 
@@ -159,16 +161,18 @@ class SpeechService:
         self.ready = False
         await self.batcher.close()
 
-    def authorised(self, headers):
-        """True when no keys are configured or ``Authorization: Bearer <key>`` matches one (constant time)."""
-        if not self.settings.api_keys:
+    def authorised(self, headers, keys=None):
+        """True when no keys are configured or ``Authorization: Bearer <key>`` matches one (constant time).
+        ``keys``: the keys to check against (default: the API keys)."""
+        keys = self.settings.api_keys if keys is None else keys
+        if not keys:
             return True
         scheme, _, token = headers.get("authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not token:
             protocols = [p.strip() for p in headers.get("sec-websocket-protocol", "").split(",")]
             token = next((p[len("bearer."):] for p in protocols if p.startswith("bearer.")), "")
         matched = False
-        for key in self.settings.api_keys:  # compare with every key: time does not depend on which matched
+        for key in keys:  # compare with every key: time does not depend on which matched
             matched |= hmac.compare_digest(key, token.strip().encode())
         return matched
 
@@ -245,6 +249,9 @@ async def readyz(request):
 
 async def metrics(request):
     service = request.app.state.service
+    if not service.authorised(request.headers, service.settings.metrics_keys):
+        raise RequestError(401, "missing or wrong metrics key (send Authorization: Bearer <key>; Prometheus: "
+                                "authorization.credentials_file)", {"WWW-Authenticate": "Bearer"})
     service.metrics.queue_depth.set(service.batcher.depth)
     body, content_type = service.metrics.render()
     return Response(body, media_type=content_type)

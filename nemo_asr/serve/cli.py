@@ -49,6 +49,12 @@ def build_parser():
         help="streaming: a stream up to this long gets its final text from one pass over all of it "
              "(equal to offline); longer ones from the merged windows")
     add("--api_key_file", default=None, help="file with one API key per line")
+    metrics = parser.add_mutually_exclusive_group()
+    metrics.add_argument("--metrics_key_file", default=None,
+                         help="/metrics needs one of these keys (one per line; default: an API key when API keys "
+                              "are configured, else none)")
+    metrics.add_argument("--public_metrics", action="store_true",
+                         help="/metrics open to all even when API keys are configured")
     add("--lm_path", default=None, help="KenLM model for requests with lm=true")
     add("--beam_width", type=int, default=32)
     add("--alpha", type=float, default=0.5)
@@ -63,10 +69,27 @@ def build_parser():
 def api_keys(path):
     """Keys from ``path`` (one per line, # comments) plus ``NEMO_SERVE_API_KEYS`` (comma-separated)."""
     keys = [k.strip() for k in os.environ.get("NEMO_SERVE_API_KEYS", "").split(",") if k.strip()]
-    if path:
-        with open(path, encoding="utf-8") as handle:
-            keys += [line.strip() for line in handle if line.strip() and not line.startswith("#")]
-    return keys
+    return keys + (read_keys(path) if path else [])
+
+
+def read_keys(path):
+    """The keys in ``path``: one per line; blank lines and # comments skipped."""
+    with open(path, encoding="utf-8") as handle:
+        return [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+
+
+def metrics_keys(args):
+    """Keys for ``/metrics``: ``--metrics_key_file``'s, none with ``--public_metrics``, else None (the API
+    keys)."""
+    if args.public_metrics:
+        return []
+    if args.metrics_key_file:
+        keys = read_keys(args.metrics_key_file)
+        if not keys:
+            raise ValueError(f"--metrics_key_file {args.metrics_key_file} holds no key (one per line); use "
+                             f"--public_metrics to leave /metrics open")
+        return keys
+    return None
 
 
 def load_model(args):
@@ -130,7 +153,8 @@ def main(argv=None):
                             max_batch_size=args.max_batch_size, max_wait_ms=args.max_wait_ms,
                             max_queue=args.max_queue, api_keys=api_keys(args.api_key_file),
                             chunk_s=args.chunk_s, left_s=args.left_s, right_s=args.right_s,
-                            final_pass_s=args.final_pass_s, partial_s=args.partial_s)
+                            final_pass_s=args.final_pass_s, partial_s=args.partial_s,
+                            metrics_keys=metrics_keys(args))
         app = create_app(load_model(args), settings)
         serve(app, args.graceful_timeout_s, host=args.host, port=args.port, log_level=args.log_level,
               access_log=False, timeout_graceful_shutdown=args.graceful_timeout_s, ws_max_size=1 << 20)
