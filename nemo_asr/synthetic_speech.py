@@ -124,7 +124,7 @@ def voices_for(split, engines, holdout_engine=None, voice_set="base"):
     every voice of the other engine trains, every voice of ``holdout_engine`` is dev and test (a voice family the
     model never heard; measures robustness rather than accuracy). ``voice_set``: the espeak-ng variants and
     festival voices of training (``VOICE_SETS``); the held-out voices of dev and test are the same in every set
-    (festival's serve training only)."""
+    (festival's voices serve training only)."""
     variants, festival_voices = VOICE_SETS[voice_set]
     festival = [("festival", v, "") for v in festival_voices] if split == "train" else []
     if holdout_engine is not None:
@@ -221,7 +221,7 @@ def plan(args, engines):
             used.add(sentence)
             if split == "train":
                 engines_here = {v[0] for v in voices}
-                engine = "espeak" if "espeak" in engines_here else sorted(engines_here)[0]
+                engine = "espeak" if "espeak" in engines_here else sorted(engines_here - {"festival"})[0]
                 if "flite" in engines_here and "espeak" in engines_here and not args.holdout_engine:
                     engine = "flite" if rng.random() < args.flite_share else "espeak"
                 if "festival" in engines_here and len(engines_here) > 1 and rng.random() < args.festival_share:
@@ -275,8 +275,31 @@ def _is_built(args, engines):
             and all(os.path.exists(m) for m in _manifests(args.output_dir).values()))
 
 
+def _check_festival(args, engines):
+    """A voice set with festival voices needs festival and those voices: refused in one line up front."""
+    voices = VOICE_SETS[args.voice_set][1]
+    if not voices:
+        return
+    install = "run scripts/install_system_deps.sh (apt-get install festival festvox-kdlpc16k)"
+    if "festival" not in engines:
+        raise UserError(f"--voice_set {args.voice_set} needs festival (text2wave) with its ked voice: {install} "
+                        f"and keep festival in --engines")
+    with tempfile.TemporaryDirectory() as tmp:
+        text = os.path.join(tmp, "text.txt")
+        with open(text, "w") as handle:
+            handle.write("test\n")
+        for voice in voices:
+            out = os.path.join(tmp, "out.wav")
+            result = subprocess.run(festival_command(voice, text, 1.0, 50, out), capture_output=True, text=True)
+            if result.returncode != 0 or not os.path.exists(out):
+                raise UserError(f"festival cannot speak with voice {voice} "
+                                f"({result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no output'}); "
+                                f"{install}")
+
+
 def build(args):
     engines = _installed_engines(args)
+    _check_festival(args, engines)  # before the stamp of a cached corpus is touched
     digest = config_hash(args, engines)
     stamp = os.path.join(args.output_dir, "corpus.json")
     manifests = _manifests(args.output_dir)
@@ -286,10 +309,6 @@ def build(args):
         return manifests
     if os.path.exists(stamp):  # another corpus's: it stops vouching for the folder while this one is built
         os.remove(stamp)
-    if VOICE_SETS[args.voice_set][1] and "festival" not in engines:
-        raise UserError(f"--voice_set {args.voice_set} needs festival (text2wave) with its ked voice: run "
-                        f"scripts/install_system_deps.sh (apt-get install festival festvox-kdlpc16k) and keep "
-                        f"festival in --engines")
     jobs = plan(args, engines)  # first: settings it refuses leave no folders behind
     for split in manifests:
         os.makedirs(os.path.join(args.output_dir, split), exist_ok=True)
@@ -371,7 +390,8 @@ def parse_args(argv=None):
     parser.add_argument("--snr_db", type=float, nargs=2, default=(15.0, 40.0))
     parser.add_argument("--flite_share", type=float, default=0.1, help="share of training utterances from flite")
     parser.add_argument("--festival_share", type=float, default=0.2,
-                        help="share of training utterances from festival's voices (voice set recorded only)")
+                        help="share of training utterances from festival's voices (voice set recorded only; "
+                             "--flite_share then applies to the rest)")
     parser.add_argument("--engines", nargs="+", default=["espeak", "flite", "festival"],
                         choices=sorted(ENGINE_BINARIES))
     parser.add_argument("--holdout_engine", default=None, choices=["espeak", "flite"],

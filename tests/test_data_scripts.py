@@ -246,12 +246,34 @@ def test_recorded_voice_set_trains_on_festival_too_and_still_holds_flite_out(tmp
         track, _, _ = librosa.pyin(audio, fmin=50, fmax=300, sr=rate)
         f0[pitch] = np.nanmedian(track)
     assert 80 < f0[25] < 110 and 130 < f0[75] < 170, f0
-    # without festival the set is refused in one clear line, not silently trained without it
-    cmd = [PYTHON, os.path.join(SCRIPTS, "make_synthetic_speech.py"), "--output_dir", str(tmp_path / "none"),
-           "--voice_set", "recorded", "--engines", "espeak", "flite"]
+    # without festival the set is refused in one clear line, not silently trained without it, and the
+    # cached corpus keeps its stamp (still valid for a run with festival)
+    stamp = (tmp_path / "corpus.json").read_text()
+    cmd = [PYTHON, os.path.join(SCRIPTS, "make_synthetic_speech.py"), "--output_dir", str(tmp_path), "--train", "20",
+           "--dev", "2", "--test", "2", "--holdout_engine", "flite", "--voice_set", "recorded", "--festival_share",
+           "0.5", "--engines", "espeak", "flite"]
     result = subprocess.run(cmd, env=subprocess_env(), capture_output=True, text=True, timeout=120)
     assert result.returncode == 1 and "needs festival" in result.stderr and "Traceback" not in result.stderr
-    assert not (tmp_path / "none" / "train").exists()
+    assert (tmp_path / "corpus.json").read_text() == stamp
+    # holding espeak-ng out instead: flite trains, festival only at its share
+    from nemo_asr.synthetic_speech import parse_args, plan
+
+    args = parse_args(["--output_dir", str(tmp_path / "x"), "--train", "200", "--holdout_engine", "espeak",
+                       "--voice_set", "recorded"])
+    engines = [job[2][0] for split, job in plan(args, ["espeak", "flite", "festival"]) if split == "train"]
+    assert 0.1 < engines.count("festival") / len(engines) < 0.3 and engines.count("espeak") == 0
+
+
+@pytest.mark.skipif(not shutil.which("text2wave"), reason="needs festival (scripts/install_system_deps.sh)")
+def test_a_festival_voice_that_is_not_installed_is_refused_before_anything_is_built(tmp_path, monkeypatch):
+    from nemo_asr import synthetic_speech
+    from nemo_core.utils.cli import UserError
+
+    monkeypatch.setitem(synthetic_speech.VOICE_SETS, "recorded", ([], ["no_such_diphone"]))
+    args = synthetic_speech.parse_args(["--output_dir", str(tmp_path / "c"), "--voice_set", "recorded"])
+    with pytest.raises(UserError, match="cannot speak with voice no_such_diphone.*festvox-kdlpc16k"):
+        synthetic_speech.build(args)
+    assert not (tmp_path / "c").exists()
 
 
 @pytest.mark.slow

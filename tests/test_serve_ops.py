@@ -138,7 +138,9 @@ def test_cli_help_and_one_line_errors(tmp_path):
         (["--model_config", CONFIG, "--load_dir", SERVE_MODEL, "--metrics_key_file", str(empty_keys)],
          "holds no key"),
         (["--model_config", CONFIG, "--load_dir", SERVE_MODEL, "--metrics_key_file", str(tmp_path / "none")],
-         str(tmp_path / "none")),
+         f"--metrics_key_file {tmp_path / 'none'}: No such file"),
+        (["--model_config", CONFIG, "--load_dir", SERVE_MODEL, "--api_key_file", str(empty_keys)],
+         "--api_key_file"),
     ]:
         result = subprocess.run([sys.executable, "-m", "nemo_asr.serve.cli", *args], cwd=REPO,
                                 env=subprocess_env(), capture_output=True, text=True, timeout=120)
@@ -155,6 +157,10 @@ def test_api_keys_from_file_and_environment(tmp_path, monkeypatch):
     keys.write_text("# team keys\nalpha\n\nbeta\n")
     monkeypatch.setenv("NEMO_SERVE_API_KEYS", "gamma, delta")
     assert api_keys(str(keys)) == ["gamma", "delta", "alpha", "beta"]
+    result = subprocess.run([sys.executable, "-m", "nemo_asr.serve.cli", "--model_config", CONFIG, "--load_dir",
+                             SERVE_MODEL, "--partial_s", "0"], cwd=REPO, env=subprocess_env(), capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 2 and "--partial_s: must be more than 0 seconds" in result.stderr
 
 
 def test_batcher_forgets_timed_out_requests_and_answers_everything_on_close():

@@ -70,7 +70,8 @@ def build_parser():
     parser.add_argument("--demo_voice_set", default=None, choices=["base", "wide", "recorded"],
                         help="training voices of the demo corpus: base (14 espeak-ng variants, default), wide "
                              "(49) or recorded (wide plus festival's ked, a voice made from recorded speech, for "
-                             "20 %% of training); cached in <work_dir>/demo_corpus_<set>. README: Demo, robustness")
+                             "20 %% of training); cached in <work_dir>/demo_corpus[_holdout_<engine>]_<set>. README: Demo, "
+                             "robustness")
     parser.add_argument("--demo_augment", default=None, action=argparse.BooleanOptionalAction,
                         help="speed, reverberation and noise augmentation in training (default: off; written to "
                              "<demo corpus>/perturb.yaml; --perturb_config replaces it). README: Demo, robustness")

@@ -127,9 +127,11 @@ class BufferedCTCStream:
 
         The first window waits for a whole buffer (``left + chunk + right``) and
         commits all but its right context, so no committed frame was seen with
-        less audio around it than later ones. Until then, every ``chunk`` of new
-        audio gives a preview window over all audio so far, which commits nothing
-        and only refreshes the tentative text.
+        less audio around it than later ones. Until then, every ``preview`` frames
+        of new audio give a preview window over all audio so far, which commits
+        nothing and only refreshes the tentative text. After it, commit windows
+        come every ``chunk``, and (with ``preview < chunk``) preview windows from
+        the left context to the newest audio fill the gaps every ``preview``.
         """
         buffer = self.left + self.chunk + self.right
         due = self.samples - self._previewed >= self.preview * self.frame_samples

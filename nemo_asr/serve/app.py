@@ -52,6 +52,8 @@ class Settings:
         self.api_keys = [k.encode() for k in api_keys if k]
         # /metrics: its own keys when given ([] = open to all); else (None) the API keys
         self.metrics_keys = self.api_keys if metrics_keys is None else [k.encode() for k in metrics_keys if k]
+        if metrics_keys and not self.metrics_keys:
+            raise ValueError("metrics_keys holds only blank keys; pass [] to leave /metrics open")
         self.chunk_s, self.left_s, self.right_s, self.final_pass_s = chunk_s, left_s, right_s, final_pass_s
         self.partial_s = partial_s
 

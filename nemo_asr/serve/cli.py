@@ -18,6 +18,16 @@ import sys
 
 import torch
 
+from nemo_core.utils.cli import UserError
+
+
+def positive_seconds(text):
+    """argparse type: seconds, more than 0."""
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, got {text}")
+    return value
+
 
 def build_parser():
     parser = argparse.ArgumentParser(prog="nemo-serve", description=__doc__,
@@ -39,9 +49,9 @@ def build_parser():
     add("--max_audio_s", type=float, default=120.0, help="longer audio per request gets 413")
     add("--max_stream_s", type=float, default=3600.0, help="longest WebSocket stream, in audio seconds")
     add("--request_timeout_s", type=float, default=30.0, help="requests without a result by then get 504")
-    add("--chunk_s", type=float, default=2.0,
+    add("--chunk_s", type=positive_seconds, default=2.0,
         help="streaming: audio committed per window (longer: merged text closer to offline, more latency to commit)")
-    add("--partial_s", type=float, default=1.0,
+    add("--partial_s", type=positive_seconds, default=1.0,
         help="streaming: a partial text at least this often (a preview window between commits when < --chunk_s)")
     add("--left_s", type=float, default=2.0, help="streaming: left context per window")
     add("--right_s", type=float, default=1.0, help="streaming: right context (look-ahead) per window")
@@ -69,13 +79,20 @@ def build_parser():
 def api_keys(path):
     """Keys from ``path`` (one per line, # comments) plus ``NEMO_SERVE_API_KEYS`` (comma-separated)."""
     keys = [k.strip() for k in os.environ.get("NEMO_SERVE_API_KEYS", "").split(",") if k.strip()]
-    return keys + (read_keys(path) if path else [])
+    return keys + (read_keys(path, "--api_key_file", "leave the option out to serve without keys") if path else [])
 
 
-def read_keys(path):
-    """The keys in ``path``: one per line; blank lines and # comments skipped."""
-    with open(path, encoding="utf-8") as handle:
-        return [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+def read_keys(path, option="--api_key_file", otherwise=""):
+    """The keys in ``path``: one per line; blank lines and # comments skipped. A file that cannot be read or
+    holds no key is refused (a key file that silently opened the server would be worse than none)."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            keys = [line.strip() for line in handle if line.strip() and not line.startswith("#")]
+    except OSError as err:
+        raise UserError(f"{option} {path}: {err.strerror or err}") from err
+    if not keys:
+        raise UserError(f"{option} {path} holds no key (one per line){'; ' + otherwise if otherwise else ''}")
+    return keys
 
 
 def metrics_keys(args):
@@ -84,11 +101,7 @@ def metrics_keys(args):
     if args.public_metrics:
         return []
     if args.metrics_key_file:
-        keys = read_keys(args.metrics_key_file)
-        if not keys:
-            raise ValueError(f"--metrics_key_file {args.metrics_key_file} holds no key (one per line); use "
-                             f"--public_metrics to leave /metrics open")
-        return keys
+        return read_keys(args.metrics_key_file, "--metrics_key_file", "use --public_metrics to leave /metrics open")
     return None
 
 
