@@ -221,7 +221,8 @@ def plan(args, engines):
             used.add(sentence)
             if split == "train":
                 engines_here = {v[0] for v in voices}
-                engine = "espeak" if "espeak" in engines_here else sorted(engines_here - {"festival"})[0]
+                engine = "espeak" if "espeak" in engines_here else (sorted(engines_here - {"festival"})
+                                                                     or ["festival"])[0]
                 if "flite" in engines_here and "espeak" in engines_here and not args.holdout_engine:
                     engine = "flite" if rng.random() < args.flite_share else "espeak"
                 if "festival" in engines_here and len(engines_here) > 1 and rng.random() < args.festival_share:
