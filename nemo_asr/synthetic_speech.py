@@ -153,13 +153,13 @@ def available_engines():
     return [name for name, binary in ENGINE_BINARIES.items() if shutil.which(binary)]
 
 
-def festival_command(voice, text_file, rate, pitch, output):
-    """text2wave (festival) rendering ``text_file`` with ``voice`` at speaking ``rate`` and a mean F0 set from
-    ``pitch`` (25-75, as espeak-ng's ``-p``; 90-150 Hz, like flite's)."""
+def festival_command(voice, rate, pitch, output):
+    """text2wave (festival) rendering the text on its stdin with ``voice`` at speaking ``rate`` and a mean F0 set
+    from ``pitch`` (25-75, as espeak-ng's ``-p``; 90-150 Hz, like flite's)."""
     f0 = int(60 + pitch * 1.2)
     return ["text2wave", "-eval", f"(voice_{voice})", "-eval", f"(Parameter.set 'Duration_Stretch {1.0 / rate:.3f})",
             "-eval", f"(set! int_lr_params '((target_f0_mean {f0}) (target_f0_std {f0 // 6}) "
-                     "(model_f0_mean 170) (model_f0_std 34)))", text_file, "-o", output]
+                     "(model_f0_mean 170) (model_f0_std 34)))", "-o", output]
 
 
 # ------------------------------------------------------------- synthesis
@@ -174,14 +174,11 @@ def synthesize(job):
             name = f"{voice}+{variant}" if variant else voice
             cmd = ["espeak-ng", "-v", name, "-s", str(int(160 * rate)), "-p", str(int(pitch)), "-w", raw, text]
         elif engine == "festival":
-            text_file = os.path.join(tmp, "text.txt")
-            with open(text_file, "w") as handle:
-                handle.write(text + "\n")
-            cmd = festival_command(voice, text_file, rate, pitch, raw)
+            cmd = festival_command(voice, rate, pitch, raw)
         else:
             cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={1.0 / rate:.3f}",
                    "--setf", f"int_f0_target_mean={int(60 + pitch * 1.2)}", "-t", text, "-o", raw]
-        result = subprocess.run(cmd, capture_output=True, text=True)
+        result = subprocess.run(cmd, capture_output=True, text=True, input=text if engine == "festival" else None)
         if result.returncode != 0 or not os.path.exists(raw):
             raise UserError(f"{' '.join(cmd)} failed: {result.stderr.strip() or f'exit status {result.returncode}'}; "
                             f"check the {engine} installation (scripts/install_system_deps.sh) or pass --engines")
@@ -286,12 +283,10 @@ def _check_festival(args, engines):
         raise UserError(f"--voice_set {args.voice_set} needs festival (text2wave) with its ked voice: {install} "
                         f"and keep festival in --engines")
     with tempfile.TemporaryDirectory() as tmp:
-        text = os.path.join(tmp, "text.txt")
-        with open(text, "w") as handle:
-            handle.write("test\n")
         for voice in voices:
             out = os.path.join(tmp, "out.wav")
-            result = subprocess.run(festival_command(voice, text, 1.0, 50, out), capture_output=True, text=True)
+            result = subprocess.run(festival_command(voice, 1.0, 50, out), capture_output=True, text=True,
+                                    input="test")
             if result.returncode != 0 or not os.path.exists(out):
                 raise UserError(f"festival cannot speak with voice {voice} "
                                 f"({result.stderr.strip().splitlines()[-1] if result.stderr.strip() else 'no output'}); "
