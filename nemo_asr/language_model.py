@@ -9,18 +9,13 @@ itself is estimated in pure Python (``parts/ngram_lm.py``).
 import itertools
 import os
 
-from .inference import beam_decoder, beam_search
+from .inference import DEFAULT_PRUNING, beam_decoder, beam_search
 from .metrics import word_error_rate
 from .parts.ngram_lm import KneserNeyLM, NgramError
 
 # alpha (LM weight) and beta (word bonus) tried by default: 9 pairs, enough for a small LM
 DEFAULT_ALPHAS = (1.0, 1.5, 2.5)
 DEFAULT_BETAS = (0.5, 2.0, 4.0)
-# pruning for the after-training table: per frame the tokens holding 99.9 % of the mass, beams within 10 (natural
-# log) of the best (pyctcdecode's own default). On the demo's dev set (200 utterances, beam 16, 2 processes) a pass
-# took 4-6 s instead of 14 s unpruned, and WER was lower (5.1-5.6 % against 6.6-6.7 %): the unpruned search lets
-# the LM pull in characters the acoustics ruled out
-DEFAULT_PRUNING = {"cutoff_prob": 0.999, "beam_prune_logp": -10.0}
 
 
 def write_transcript_lm(texts, path, order=3):
@@ -63,7 +58,7 @@ def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, beta
     arguments of ``BeamSearchDecoderWithLM`` (``cutoff_prob``, ``cutoff_top_n``, ``beam_prune_logp``).
     """
     decoder = beam_decoder(labels, lm_path, beam_width, alphas[0], betas[0], num_cpus=num_cpus or os.cpu_count(),
-                           **pruning)
+                           pruning=pruning)
     try:
         grid = grid_search(decoder, runs[tune_on]["log_probs"], runs[tune_on]["references"], alphas, betas,
                            progress=progress)

@@ -446,3 +446,6 @@ def main(argv=None):
     with one_line_errors("make_synthetic_speech.py", args.debug):
         return run(args)
 
+
+if __name__ == "__main__":
+    main()

@@ -41,6 +41,8 @@ _logger = logging.getLogger("nemo_asr")
 
 
 def build_parser():
+    from .inference import add_pruning_args
+
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("audio", nargs="*", help="audio files (any format libsndfile reads)")
@@ -68,6 +70,7 @@ def build_parser():
     parser.add_argument("--beam_width", type=int, default=32)
     parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
     parser.add_argument("--beta", type=float, default=1.0, help="word insertion bonus")
+    add_pruning_args(parser)
     add_debug_flag(parser)
     return parser
 
@@ -217,7 +220,7 @@ def run(args):
     if bool(args.audio) == bool(args.manifest):
         raise UserError("give audio files or --manifest FILE (one of the two)")
     logging.getLogger("nemo_core").setLevel(logging.WARNING)
-    from .inference import Recognizer, beam_decoder, beam_search_with_words
+    from .inference import Recognizer, beam_decoder, beam_search_with_words, pruning_options
     from .model_config import load_model_config
     from .parts.ctc_offsets import word_offsets
     from .parts.data_prep import write_manifest
@@ -228,7 +231,8 @@ def run(args):
         raise UserError(f"--model_path {args.model_path} does not exist")
     decoder = None
     if args.lm_path:
-        decoder = beam_decoder(cfg["labels"], args.lm_path, args.beam_width, args.alpha, args.beta)
+        decoder = beam_decoder(cfg["labels"], args.lm_path, args.beam_width, args.alpha, args.beta,
+                               pruning=pruning_options(args))
     recognizer = Recognizer(cfg)
     recognizer.check_checkpoints(args.load_dir, args.ckpt_pattern)
 

@@ -15,7 +15,7 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from nemo_asr.inference import beam_decoder  # noqa: E402
+from nemo_asr.inference import add_pruning_args, beam_decoder, pruning_options  # noqa: E402
 from nemo_asr.language_model import grid_search  # noqa: E402
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
 
@@ -57,6 +57,7 @@ def main(argv=None):
     parser.add_argument("--beta", type=float, nargs=3, default=(0.0, 2.0, 0.5), metavar=("START", "STOP", "STEP"))
     parser.add_argument("--beam_width", type=int, default=32)
     parser.add_argument("--num_cpus", type=int, default=os.cpu_count() or 1)
+    add_pruning_args(parser)
     parser.add_argument("--output", default=None, help="write the grid as JSON")
     add_debug_flag(parser)
     args = parser.parse_args(argv)
@@ -76,7 +77,7 @@ def tune(args):
     tag, data = load_saved(args.logprobs, args.dataset)
     # one decoder (the LM loads once); each grid point only changes its weights
     decoder = beam_decoder(data["labels"], args.lm_path, args.beam_width, alphas[0], betas[0],
-                           num_cpus=args.num_cpus)
+                           num_cpus=args.num_cpus, pruning=pruning_options(args))
 
     def show(row):
         tqdm.write(f"alpha {row['alpha']:5.2f}  beta {row['beta']:5.2f}  WER {row['wer'] * 100:6.2f}%", file=sys.stdout)

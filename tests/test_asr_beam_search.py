@@ -77,7 +77,8 @@ def test_beam_words_and_frames_describe_the_beam_text_not_the_greedy_one():
 
     greedy = word_offsets(AMBIGUOUS[0].argmax(-1).tolist(), LABELS, 0.02)
     assert [w["word"] for w in greedy] == ["hat"]  # what the greedy alignment says
-    decoder = beam_decoder(LABELS, LM, beam_width=8, alpha=1.0, beta=0.0)
+    # unpruned, so the LM can override the acoustics even where they are sure ("hat" -> "hot" below)
+    decoder = beam_decoder(LABELS, LM, beam_width=8, alpha=1.0, beta=0.0, pruning={})
     (beams,) = decoder.decode(AMBIGUOUS, torch.tensor([5]), word_frames=True)
     assert beams[0][1] == "hot" and beams[0][2] == [("hot", 0, 5)]
     two = frames([{"h": 0.9}, {"o": 0.9}, {"t": 0.9}, {" ": 0.9}, {"_": 0.9}, {"h": 0.9}, {"a": 0.9},
@@ -143,3 +144,37 @@ def test_pruned_tokens_are_never_expanded():
     narrow = BeamSearchDecoderWithLM(LABELS, beam_width=8, alpha=0.0, beta=0.0, beam_prune_logp=-0.5)
     texts = [text for _, text in narrow(log_probs=AMBIGUOUS, log_probs_length=lengths)[0]]
     assert texts[0] == "hat" and len(texts) < len(full(log_probs=AMBIGUOUS, log_probs_length=lengths)[0])
+
+
+def test_tools_prune_the_search_so_the_lm_cannot_pull_in_what_the_acoustics_ruled_out():
+    """The tools' default pruning (``DEFAULT_PRUNING``, the after-training table's too) keeps an LM from
+    choosing a character the acoustic model gave 0.05 %; the unpruned search lets a strong LM do it."""
+    from nemo_asr.inference import DEFAULT_PRUNING, beam_decoder
+
+    sure = frames([{"h": 0.9}, {"_": 0.9}, {"a": 10.0, "o": 0.005}, {"_": 0.9}, {"t": 0.9}])[None]
+    assert 0.999 < sure[0, 2].exp().max() and DEFAULT_PRUNING["cutoff_prob"] == 0.999
+    texts = {}
+    for name, pruning in (("default", None), ("none", {})):
+        decoder = beam_decoder(LABELS, LM, beam_width=8, alpha=2.0, beta=0.0, pruning=pruning)
+        texts[name] = decoder.decode(sure, torch.tensor([5]))[0][0][1]
+    assert texts == {"default": "hat", "none": "hot"}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cutoff_prob", "0"], "--cutoff_prob 0: give a share of the mass in (0, 1]"),
+    (["--cutoff_prob", "1.5"], "--cutoff_prob 1.5: give a share"),
+    (["--beam_prune_logp", "0"], "--beam_prune_logp 0: give a negative log-prob margin"),
+])
+def test_pruning_options_are_checked_with_the_option_named(argv, message):
+    import argparse
+
+    from nemo_asr.inference import add_pruning_args, pruning_options
+    from nemo_core.utils.cli import UserError
+
+    parser = argparse.ArgumentParser()
+    add_pruning_args(parser)
+    assert pruning_options(parser.parse_args([])) == {"cutoff_prob": 0.999, "beam_prune_logp": -10.0}
+    assert pruning_options(parser.parse_args(["--cutoff_prob", "1", "--beam_prune_logp=-inf"])) == {
+        "cutoff_prob": 1.0, "beam_prune_logp": float("-inf")}
+    with pytest.raises(UserError, match=re.escape(message)):
+        pruning_options(parser.parse_args(argv))

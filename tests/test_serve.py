@@ -220,15 +220,15 @@ def test_lm_without_a_language_model_is_a_client_error(server):
 
 def test_lm_beam_search_returns_the_beams_own_words(model):
     """lm=true: the text comes from beam search with the KenLM model, its words and times from that beam."""
-    import argparse
-
     from nemo_asr.inference import Recognizer
-    from nemo_asr.serve.cli import lm_decoder_for
+    from nemo_asr.serve.cli import build_parser, lm_decoder_for
 
     pytest.importorskip("kenlm")
-    args = argparse.Namespace(lm_path=os.path.join(HERE, "data", "lm", "hot_hat.arpa"), beam_width=8, alpha=2.0,
-                              beta=1.0)
-    recognizer = Recognizer(load_model_config(os.path.join(HERE, "data", "configs", "tiny_quartznet.yaml")))
+    config = os.path.join(HERE, "data", "configs", "tiny_quartznet.yaml")
+    lm = os.path.join(HERE, "data", "lm", "hot_hat.arpa")
+    args = build_parser().parse_args(["--model_config", config, "--lm_path", lm, "--beam_width", "8",
+                                      "--alpha", "2", "--beta", "1"])  # and the default pruning
+    recognizer = Recognizer(load_model_config(config))
     with_lm = ServingModel(model.runner, model.labels, model.sample_rate, model.frame_samples,
                            lm_decoder=lm_decoder_for(args, recognizer))
     samples, rate = an4()

@@ -26,6 +26,7 @@ import nemo_core
 import nemo_asr
 from nemo_asr.ctc_graph import ctc_graph
 from nemo_asr.helpers import monitor_asr_train_progress, process_evaluation_batch, process_evaluation_epoch
+from nemo_asr.inference import add_pruning_args, pruning_options
 from nemo_asr.model_config import data_layer_arguments, load_model_config, modules_from_config
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors
 
@@ -84,6 +85,7 @@ def build_parser(description=__doc__, default_config=None):
              "beam-search alpha/beta (3 x 3 grid) on the first eval set and add beam + LM WER to the final table "
              "(<exp_dir>/train_text_Ngram.arpa; needs the lm extra; default 0: off)")
     add("--beam_width", type=int, default=16, help="beam width for --lm_order (default: %(default)s)")
+    add_pruning_args(parser)
     add("--log_freq", type=int, default=25, help="steps between training log lines")
     add("--random_seed", type=int, default=None)
     add("--num_workers", type=int, default=0)
@@ -176,6 +178,7 @@ def check_lm_options(args):
         raise UserError(f"--lm_order {args.lm_order}: an n-gram LM needs order 2 or more (0 turns it off)")
     if args.beam_width < 1:
         raise UserError(f"--beam_width {args.beam_width}: give 1 or more")
+    pruning_options(args)
     if not (args.eval_datasets or args.final_eval_datasets):
         raise UserError("--lm_order needs an eval set (--eval_datasets) to tune the LM weights on")
     for package in ("pyctcdecode", "kenlm"):
@@ -395,7 +398,8 @@ def evaluate_with_transcript_lm(args, cfg, nf, exp_dir, modules, train_layer, ma
     tune_on = next(iter(manifests))
     nf.logger.info("Beam search + %d-gram LM from %d training transcripts (%d words): %s; alpha/beta tuned on %s",
                    args.lm_order, sentences, words, lm_path, tune_on)
-    result = evaluate_with_lm(runs, recognizer.labels, lm_path, tune_on, beam_width=args.beam_width)
+    result = evaluate_with_lm(runs, recognizer.labels, lm_path, tune_on, beam_width=args.beam_width,
+                              pruning=pruning_options(args))
     result.update(lm_path=lm_path, order=args.lm_order, tuned_on=tune_on, seconds=time.perf_counter() - started,
                   greedy_wer={tag: word_error_rate(run["hypotheses"], run["references"])[0]
                               for tag, run in runs.items()})
@@ -430,7 +434,11 @@ def report(nf, exp_dir, evaluators, result, lm=None):
             tuned = " (tuned here)" if tag == lm["tuned_on"] else ""
             print(f"| {tag} | {row['step']} | {row['wer'] * 100:.2f}% | {lm['wer'][tag] * 100:.2f}%{tuned} "
                   f"| {row['loss']:.3f} |")
-        print(f"LM: {lm['lm_path']} (from the training transcripts), alpha {lm['alpha']:g}, beta {lm['beta']:g}")
+        pruning = lm.get("pruning", {})
+        print(f"LM: {lm['lm_path']} (from the training transcripts), alpha {lm['alpha']:g}, beta {lm['beta']:g}, "
+              f"beam {lm['beam_width']}, cutoff_prob {pruning.get('cutoff_prob', 1):g}, "
+              f"beam_prune_logp {pruning.get('beam_prune_logp', float('-inf')):g} (options of the same names in "
+              f"nemo-transcribe, jasper_infer.py and nemo-serve, with these defaults)")
     sys.stdout.flush()
     return summary
 

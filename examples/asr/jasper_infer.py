@@ -19,7 +19,7 @@ import tempfile
 import torch
 
 import nemo_core
-from nemo_asr.inference import Recognizer, beam_decoder, beam_search
+from nemo_asr.inference import Recognizer, add_pruning_args, beam_decoder, beam_search, pruning_options
 from nemo_asr.metrics import word_error_rate
 from nemo_asr.model_config import load_model_config
 from nemo_asr.parts.manifest import ManifestError, manifest_paths
@@ -49,6 +49,7 @@ def build_parser():
     parser.add_argument("--beam_width", type=int, default=64)
     parser.add_argument("--alpha", type=float, default=0.5, help="LM weight")
     parser.add_argument("--beta", type=float, default=1.0, help="word insertion bonus")
+    add_pruning_args(parser)
     parser.add_argument("--num_cpus", type=int, default=max(1, (os.cpu_count() or 1)))
     parser.add_argument("--save_logprobs", default=None, help="write log-probs + references (.pt)")
     parser.add_argument("--output", default=None, help="write per-dataset WERs as JSON")
@@ -89,7 +90,7 @@ def evaluate(args):
     decoder = None
     if args.lm_path:
         decoder = beam_decoder(cfg["labels"], args.lm_path, args.beam_width, args.alpha, args.beta,
-                               num_cpus=args.num_cpus)
+                               num_cpus=args.num_cpus, pruning=pruning_options(args))
     recognizer = Recognizer(cfg)
     recognizer.check_checkpoints(args.load_dir, args.ckpt_pattern)
     nf = nemo_core.NeuralModuleFactory(local_rank=args.local_rank,

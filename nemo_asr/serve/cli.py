@@ -20,6 +20,8 @@ import torch
 
 from nemo_core.utils.cli import UserError
 
+from ..inference import add_pruning_args
+
 
 def positive_seconds(text):
     """argparse type: seconds, more than 0."""
@@ -69,6 +71,7 @@ def build_parser():
     add("--beam_width", type=int, default=32)
     add("--alpha", type=float, default=0.5)
     add("--beta", type=float, default=1.0)
+    add_pruning_args(parser)
     add("--graceful_timeout_s", type=float, default=30.0,
         help="on SIGTERM, wait this long for open streams' final texts, then as long for requests in flight")
     add("--log_level", default="info", choices=["debug", "info", "warning", "error"])
@@ -118,11 +121,11 @@ def load_model(args):
     if args.threads:
         torch.set_num_threads(args.threads)
     recognizer = Recognizer(load_model_config(args.model_config))
+    lm_decoder = lm_decoder_for(args, recognizer) if args.lm_path else None  # a bad LM stops before the weights load
     if args.load_dir:
         recognizer.load(args.load_dir, args.ckpt_pattern)
     runner = recognizer.runner(args.backend, args.precision, args.model_path)
     name = os.path.splitext(os.path.basename(args.model_config))[0]
-    lm_decoder = lm_decoder_for(args, recognizer) if args.lm_path else None
     return ServingModel.from_recognizer(recognizer, runner, name=name, lm_decoder=lm_decoder)
 
 
@@ -132,13 +135,13 @@ def lm_decoder_for(args, recognizer):
     Word times come from the beam search's own word frames, so they describe
     the text returned; there is no per-word confidence for beam results.
     """
-    from ..beam_search_decoder import BeamSearchDecoderWithLM
+    from ..inference import beam_decoder, pruning_options
     from ..parts.ctc_offsets import words_from_frames
 
     if not os.path.isfile(args.lm_path):
         raise FileNotFoundError(2, "language model not found", args.lm_path)
-    decoder = BeamSearchDecoderWithLM(recognizer.labels, args.beam_width, args.alpha, args.beta,
-                                      lm_path=args.lm_path, num_cpus=1)
+    decoder = beam_decoder(recognizer.labels, args.lm_path, args.beam_width, args.alpha, args.beta, num_cpus=1,
+                           pruning=pruning_options(args))
 
     def decode(log_probs, frame_seconds):
         lengths = torch.tensor([log_probs.shape[0]])
