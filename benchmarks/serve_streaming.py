@@ -13,6 +13,9 @@
 
 Without ``--manifest``, the 40 AN4 utterances are joined four at a time
 (0.25 s pauses) into 10 streams of ~5 s, so windows really overlap.
+``--pause_s 10 --pause_dbfs -60`` joins them with 10 s of quiet-room noise
+instead: what a window that holds only a pause turns into (``extra_words``
+counts the words beyond the reference's, summed over the streams).
 """
 import argparse
 import json
@@ -37,8 +40,9 @@ DEFAULT_LOAD_DIR = os.path.join(REPO, "tests", "data", "serve_model")
 AN4 = os.path.join(REPO, "tests", "data", "an4_subset")
 
 
-def utterances(manifest, join=1):
-    """[(samples at 16 kHz quantised to int16, reference text)]; ``join`` manifest utterances per stream."""
+def utterances(manifest, join=1, pause_s=0.25, pause_dbfs=None):
+    """[(samples at 16 kHz quantised to int16, reference text)]; ``join`` manifest utterances per stream,
+    ``pause_s`` apart: digital silence, or white noise at ``pause_dbfs`` (RMS, dB full scale)."""
     if manifest is None:
         rows = []
         for name in ("train_manifest.json", "test_manifest.json"):
@@ -50,7 +54,8 @@ def utterances(manifest, join=1):
         rows = [json.loads(line) for line in open(manifest, encoding="utf-8") if line.strip()]
         groups = [rows[i:i + join] for i in range(0, len(rows), join)]
     out = []
-    pause = np.zeros(4000, dtype=np.float32)
+    rng = np.random.default_rng(0)
+    pause = np.zeros(int(round(pause_s * 16000)), dtype=np.float32)
     for group in groups:
         parts = []
         for row in group:
@@ -62,39 +67,52 @@ def utterances(manifest, join=1):
                 from nemo_asr.parts.audio import resample
 
                 samples = resample(samples, rate, 16000)
-            parts += [samples, pause]
+            noise = 0.0 if pause_dbfs is None else rng.normal(0.0, 10 ** (pause_dbfs / 20), len(pause))
+            parts += [samples, (pause + noise).astype(np.float32)]
         samples = np.concatenate(parts[:-1]) if len(group) > 1 else parts[0]
         samples = (np.clip(samples, -1, 1) * 32767).astype(np.int16)
         out.append((samples, " ".join(row.get("text", "") for row in group)))
     return out
 
 
-def accuracy(model, data, chunk_s, left_s, right_s, partial_s):
+def accuracy(model, data, chunk_s, left_s, right_s, partial_s, silence_gate_db=None):
     from nemo_asr.metrics import char_error_rate, word_error_rate
 
     offline, streamed, references, windows = [], [], [], 0
     for pcm, reference in data:
         samples = pcm.astype(np.float32) / 32768
         offline.append(model.decode(model.infer_batch([samples])[0])["text"])
-        stream = model.new_stream(chunk_s, left_s, right_s, partial_s)
+        stream = model.new_stream(chunk_s, left_s, right_s, partial_s, silence_gate_db)
         step = 1600
+
+        def run(windows):
+            ran = 0
+            for window in windows:  # as the server does: a silent window is blank, without a model call
+                stream.commit(window, None if window.silent else model.infer_batch([window.audio.numpy()])[0])
+                ran += not window.silent
+            return ran
+
         for start in range(0, len(samples), step):
             stream.feed(samples[start:start + step])
-            for window in stream.ready_windows():
-                stream.commit(window, model.infer_batch([window.audio.numpy()])[0])
-                windows += 1
-        for window in stream.final_windows():
-            stream.commit(window, model.infer_batch([window.audio.numpy()])[0])
-            windows += 1
+            windows += run(stream.ready_windows())
+        windows += run(stream.final_windows())
         streamed.append(stream.text(model.labels))
         references.append(reference)
     return {"chunk_s": chunk_s, "left_s": left_s, "right_s": right_s, "partial_s": min(partial_s, chunk_s),
+            "silence_gate_db": silence_gate_db,
             "streams": len(data), "windows": windows,  # preview windows included: they cost model time too
             "wer_offline": word_error_rate(offline, references)[0],
             "wer_streamed": word_error_rate(streamed, references)[0],
             "identical": sum(a == b for a, b in zip(offline, streamed)),
             "wer_streamed_vs_offline": word_error_rate(streamed, offline)[0],
+            "extra_words_offline": extra_words(offline, references),
+            "extra_words_streamed": extra_words(streamed, references),
             "cer_streamed_vs_offline": char_error_rate(streamed, offline)[0]}
+
+
+def extra_words(texts, references):
+    """Words beyond the reference's, summed over utterances: what a model invents (in pauses, say)."""
+    return sum(max(0, len(text.split()) - len(reference.split())) for text, reference in zip(texts, references))
 
 
 def live_stream(port, pcm, results, frame_s=0.1):
@@ -167,13 +185,21 @@ def main(argv=None):
     parser.add_argument("--load_dir", default=DEFAULT_LOAD_DIR)
     parser.add_argument("--manifest", default=None, help="held-out test manifest (default: AN4 subset, joined)")
     parser.add_argument("--join", type=int, default=1,
-                        help="--manifest utterances joined per stream (0.25 s pauses): long streams exercise "
+                        help="--manifest utterances joined per stream (--pause_s apart): long streams exercise "
                              "the commit and preview windows that short ones never reach")
+    parser.add_argument("--pause_s", type=float, default=0.25, help="pause between joined utterances")
+    parser.add_argument("--pause_dbfs", type=float, default=None,
+                        help="fill pauses with white noise at this RMS level, e.g. -60 (default: digital silence)")
     parser.add_argument("--chunk_s", type=float, default=2.0)
     parser.add_argument("--partial_s", type=float, default=1.0)
     parser.add_argument("--left_s", type=float, default=2.0)
     parser.add_argument("--right_s", type=float, default=1.0)
-    parser.add_argument("--streams", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32, 64])
+    parser.add_argument("--silence_gate_db", type=float, default=30.0,
+                        help="the server's silence gate (0: off; default: %(default)s, the server's)")
+    parser.add_argument("--compare_chunks", action=argparse.BooleanOptionalAction, default=True,
+                        help="also measure 1 s and 0.5 s chunks next to the given windows")
+    parser.add_argument("--streams", type=int, nargs="*", default=[1, 2, 4, 8, 16, 32, 64],
+                        help="simultaneous live streams to try; none (--streams with no value): accuracy only")
     parser.add_argument("--max_final_s", type=float, default=1.0, help="a stream keeps up when its final text "
                                                                         "comes within this after its audio ends")
     parser.add_argument("--output", default=os.path.join(HERE, "results", "serve_streaming.json"))
@@ -185,24 +211,29 @@ def main(argv=None):
 
     recognizer = Recognizer(load_model_config(args.model_config)).load(args.load_dir)
     model = ServingModel.from_recognizer(recognizer, recognizer.runner("pytorch"))
-    data = utterances(args.manifest, args.join)
-    settings = [(args.chunk_s, args.left_s, args.right_s, args.partial_s), (1.0, 2.0, 1.0, 1.0), (0.5, 1.0, 0.5, 0.5)]
-    rows = [accuracy(model, data, *s) for s in dict.fromkeys(settings)]
+    data = utterances(args.manifest, args.join, args.pause_s, args.pause_dbfs)
+    settings = [(args.chunk_s, args.left_s, args.right_s, args.partial_s)]
+    if args.compare_chunks:
+        settings += [(1.0, 2.0, 1.0, 1.0), (0.5, 1.0, 0.5, 0.5)]
+    rows = [accuracy(model, data, *s, silence_gate_db=args.silence_gate_db or None) for s in dict.fromkeys(settings)]
     print("Buffered windows only (the server's final pass is not used here):")
+    print(f"Silence gate: {args.silence_gate_db:g} dB" if args.silence_gate_db else "Silence gate: off")
     print("| chunk / left / right / partial s | streams | windows | WER offline | WER streamed | identical | "
-          "CER streamed vs offline |")
-    print("|---|---|---|---|---|---|---|")
+          "CER streamed vs offline | extra words offline / streamed |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['chunk_s']} / {r['left_s']} / {r['right_s']} / {r['partial_s']} | {r['streams']} | "
               f"{r['windows']} | {r['wer_offline'] * 100:.2f}% | "
               f"{r['wer_streamed'] * 100:.2f}% | {r['identical']}/{r['streams']} | "
-              f"{r['cer_streamed_vs_offline'] * 100:.2f}% |", flush=True)
-    live_rows = live(args, data, args.streams)
+              f"{r['cer_streamed_vs_offline'] * 100:.2f}% | {r['extra_words_offline']} / "
+              f"{r['extra_words_streamed']} |", flush=True)
+    live_rows = live(args, data, args.streams) if args.streams else []
     write_results(args.output, {"machine": {"cpu": platform.processor() or platform.machine(),
                                             "cores": os.cpu_count()},
                                 "model_config": os.path.relpath(args.model_config, REPO),
                                 "manifest": args.manifest or "AN4 subset, 4 utterances per stream",
                                 "join": args.join if args.manifest else 4,
+                                "pause_s": args.pause_s, "pause_dbfs": args.pause_dbfs,
                                 "stream_seconds": [round(float(np.percentile([len(p) / 16000 for p, _ in data], q)), 2)
                                                    for q in (0, 50, 100)],
                                 "accuracy": rows, "live": live_rows})

@@ -428,6 +428,70 @@ def test_partials_come_every_preview_while_commits_wait_for_whole_chunks():
         BufferedCTCStream(frame, chunk, left, right, blank=0, preview=0)
 
 
+def test_silence_gate_commits_quiet_windows_as_blank_without_running_the_model():
+    """A pause 40 dB below the speech: windows that hold only the pause are ``silent`` (blank, no model
+    call); every window with speech in it runs, and its frames are what they are without the gate."""
+    from nemo_asr.parts.streaming import BufferedCTCStream
+
+    frame, classes, blank = 320, 7, 6
+    rng = np.random.default_rng(3)
+    truth = rng.integers(1, classes - 1, size=80)  # 20 loud frames, 40 quiet ones, 20 loud
+    level = np.where((np.arange(80) >= 20) & (np.arange(80) < 60), 0.005, 0.5)  # -40 dB in the pause
+    audio = (np.repeat(truth * level, frame)).astype(np.float32)
+
+    def run(gate):
+        stream, calls = BufferedCTCStream(frame, 4, 4, 2, blank=blank, silence_gate_db=gate), []
+
+        def infer(window):
+            calls.append(window.start)
+            frames = -(-len(window.audio) // frame)  # a frame-local model: frame j says truth[start + j]
+            labels = torch.as_tensor(truth[window.start:window.start + frames])
+            return torch.nn.functional.one_hot(labels, classes).float().log()
+
+        for start in range(0, len(audio), 1000):
+            stream.feed(audio[start:start + 1000])
+            for window in stream.ready_windows():
+                stream.commit(window, None if window.silent else infer(window))
+        for window in stream.final_windows():
+            stream.commit(window, None if window.silent else infer(window))
+        return stream, calls
+
+    plain, plain_calls = run(None)
+    gated, gated_calls = run(30.0)
+    assert plain.labels == truth.tolist()
+    assert len(gated_calls) < len(plain_calls)  # the pause's own windows never reached the model
+    for index, (with_gate, without) in enumerate(zip(gated.labels, plain.labels)):
+        assert with_gate in (without, blank), index  # a gated frame is blank, never another label
+        if index < 20 or index >= 64:  # speech, and the frames after the pause, are recognised
+            assert with_gate == without, index
+    assert blank in gated.labels[28:52]  # the middle of the pause is blank
+    # digital silence is below the absolute floor (-65 dBFS): silent even before any speech
+    quiet = BufferedCTCStream(frame, 4, 4, 2, blank=blank, silence_gate_db=30.0)
+    quiet.feed(np.zeros(20 * frame, dtype=np.float32))
+    flags = []
+    for window in quiet.final_windows():
+        flags.append(window.silent)
+        quiet.commit(window, None)
+    assert flags and all(flags) and quiet.labels == [blank] * 20
+    with pytest.raises(ValueError, match="silence_gate_db"):
+        BufferedCTCStream(frame, 4, 4, 2, blank=blank, silence_gate_db=0)
+
+
+def test_stream_with_a_long_pause_skips_its_windows_and_counts_them(server, model):
+    """Over the socket: the ready message names the gate; the pause's windows are counted as silent."""
+    first, second = an4()[0], an4(sorted(os.listdir(WAV))[1])[0]  # the first peaks at -33 dBFS (20 ms frames)
+    pause = np.random.default_rng(0).normal(0, 10 ** (-70 / 20), 8 * 16000).astype(np.float32)  # 37 dB below
+    samples = np.concatenate([first, pause, second])
+    with connect(server.ws("/v1/stream")) as ws:
+        assert json.loads(ws.recv(timeout=10))["silence_gate_db"] == 30.0
+    messages = _stream(server.ws("/v1/stream"), samples, 16000)
+    assert messages[-1]["type"] == "final" and messages[-1]["text"]
+    with urllib.request.urlopen(server.url("/metrics")) as response:
+        metrics = response.read().decode()
+    silent = [line for line in metrics.splitlines() if line.startswith('nemo_serve_stream_windows_total{outcome="silent"}')]
+    assert silent and float(silent[0].split()[-1]) >= 3, silent
+
+
 def test_stream_at_another_rate(server):
     samples, rate = an4()
     samples_8k = samples[::2]

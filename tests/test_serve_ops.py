@@ -161,6 +161,14 @@ def test_api_keys_from_file_and_environment(tmp_path, monkeypatch):
                              SERVE_MODEL, "--partial_s", "0"], cwd=REPO, env=subprocess_env(), capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 2 and "--partial_s: must be more than 0 seconds" in result.stderr
+    from nemo_asr.serve.cli import build_parser
+
+    base = ["--model_config", CONFIG, "--load_dir", SERVE_MODEL]
+    assert build_parser().parse_args(base).silence_gate_db == 30.0
+    assert build_parser().parse_args(base + ["--silence_gate_db", "0"]).silence_gate_db is None  # off
+    result = subprocess.run([sys.executable, "-m", "nemo_asr.serve.cli", *base, "--silence_gate_db", "-3"], cwd=REPO,
+                            env=subprocess_env(), capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2 and "--silence_gate_db: must be 0 (off) or more dB" in result.stderr
 
 
 def test_batcher_forgets_timed_out_requests_and_answers_everything_on_close():

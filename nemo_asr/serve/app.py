@@ -45,7 +45,8 @@ class Settings:
 
     def __init__(self, max_body_bytes=32 << 20, max_audio_s=120.0, max_stream_s=3600.0, request_timeout_s=30.0,
                  max_batch_size=16, max_wait_ms=10.0, max_queue=256, max_batch_seconds=240.0, api_keys=(),
-                 chunk_s=2.0, left_s=2.0, right_s=1.0, final_pass_s=30.0, partial_s=1.0, metrics_keys=None):
+                 chunk_s=2.0, left_s=2.0, right_s=1.0, final_pass_s=30.0, partial_s=1.0, metrics_keys=None,
+                 silence_gate_db=30.0):
         self.max_body_bytes, self.max_audio_s, self.max_stream_s = int(max_body_bytes), max_audio_s, max_stream_s
         self.request_timeout_s, self.max_batch_size, self.max_wait_ms = request_timeout_s, max_batch_size, max_wait_ms
         self.max_queue, self.max_batch_seconds = max_queue, max_batch_seconds
@@ -55,7 +56,7 @@ class Settings:
         if metrics_keys and not self.metrics_keys:
             raise ValueError("metrics_keys holds only blank keys; pass [] to leave /metrics open")
         self.chunk_s, self.left_s, self.right_s, self.final_pass_s = chunk_s, left_s, right_s, final_pass_s
-        self.partial_s = partial_s
+        self.partial_s, self.silence_gate_db = partial_s, silence_gate_db  # gate: None = off
 
 
 class RequestError(Exception):

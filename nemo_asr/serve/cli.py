@@ -31,6 +31,14 @@ def positive_seconds(text):
     return value
 
 
+def gate_db(text):
+    """argparse type: the silence gate in dB, more than 0; 0 turns it off (None)."""
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or more dB, got {text}")
+    return value or None
+
+
 def build_parser():
     parser = argparse.ArgumentParser(prog="nemo-serve", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -55,6 +63,9 @@ def build_parser():
         help="streaming: audio committed per window (longer: merged text closer to offline, more latency to commit)")
     add("--partial_s", type=positive_seconds, default=1.0,
         help="streaming: a partial text at least this often (a preview window between commits when < --chunk_s)")
+    add("--silence_gate_db", type=gate_db, default=30.0,
+        help="streaming: a window this many dB quieter than the stream's loudest so far (or below -65 dBFS) is "
+             "committed as blank without a model call; 0 turns the gate off (default: %(default)s)")
     add("--left_s", type=float, default=2.0, help="streaming: left context per window")
     add("--right_s", type=float, default=1.0, help="streaming: right context (look-ahead) per window")
     add("--final_pass_s", type=float, default=30.0,
@@ -170,6 +181,7 @@ def main(argv=None):
                             max_queue=args.max_queue, api_keys=api_keys(args.api_key_file),
                             chunk_s=args.chunk_s, left_s=args.left_s, right_s=args.right_s,
                             final_pass_s=args.final_pass_s, partial_s=args.partial_s,
+                            silence_gate_db=args.silence_gate_db,
                             metrics_keys=metrics_keys(args))
         app = create_app(load_model(args), settings)
         serve(app, args.graceful_timeout_s, host=args.host, port=args.port, log_level=args.log_level,

@@ -28,6 +28,8 @@ class ServiceMetrics:
                                      registry=reg)
         self.streams_active = Gauge("nemo_serve_streams_active", "Open WebSocket streams", registry=reg)
         self.streams = Counter("nemo_serve_streams", "WebSocket streams by outcome", ["outcome"], registry=reg)
+        self.stream_windows = Counter("nemo_serve_stream_windows", "Stream windows: recognised, or silent (the "
+                                      "silence gate committed them as blank)", ["outcome"], registry=reg)
 
     def observe_batch(self, size, seconds, queue_wait):
         self.batch_size.observe(size)

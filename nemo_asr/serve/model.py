@@ -50,13 +50,13 @@ class ServingModel:
         return {"text": text, "words": words_with_confidence(labels, scores, self.labels, self.frame_seconds,
                                                              blank=self.blank)}
 
-    def new_stream(self, chunk_s, left_s, right_s, partial_s=None):
+    def new_stream(self, chunk_s, left_s, right_s, partial_s=None, silence_gate_db=None):
         """A ``BufferedCTCStream`` with window parts (and the ``partial_s`` text refresh; default: every chunk)
-        rounded to whole encoder frames."""
+        rounded to whole encoder frames; ``silence_gate_db``: its silence gate (default: off)."""
         frames = lambda seconds: max(0, round(seconds / self.frame_seconds))  # noqa: E731
         preview = None if partial_s is None else max(1, frames(partial_s))
         return BufferedCTCStream(self.frame_samples, max(1, frames(chunk_s)), frames(left_s), frames(right_s),
-                                 self.blank, preview=preview)
+                                 self.blank, preview=preview, silence_gate_db=silence_gate_db)
 
     def stream_result(self, stream):
         """``{"text", "words"}`` of everything a stream committed."""

@@ -6,7 +6,7 @@ Protocol (JSON text messages from the server):
    With API keys, send ``Authorization: Bearer KEY``, or (browsers cannot set
    headers) offer the subprotocols ``nemo-asr`` and ``bearer.KEY``;
 2. the server answers ``{"type": "ready", "sample_rate": ..., "chunk_s": ...,
-   "partial_s": ...}``;
+   "partial_s": ..., "silence_gate_db": ...}``;
 3. send binary frames of little-endian int16 samples, any size;
 4. every ``partial_s`` of audio the server sends ``{"type": "partial", "text": ...,
    "stable_text": ..., "audio_s": ...}``: ``stable_text`` will not change,
@@ -26,7 +26,10 @@ pass over the whole stream (``"final_pass": "offline"``), so it equals what
 text is the merge of its windows (``"final_pass": "buffered"``). The reason:
 the models normalise features over the whole utterance, which no window
 sees, so buffered text can differ from offline text near window edges
-(``benchmarks/serve_streaming.py`` measures by how much).
+(``benchmarks/serve_streaming.py`` measures by how much). A window quieter
+than ``silence_gate_db`` (30 dB) below the stream's loudest window so far
+is committed as blank without a model call: normalised on its own, a
+window of room noise would be read as speech.
 
 A protocol error gets ``{"type": "error", "error": ...}`` and a close code:
 1003 (frame the server cannot use), 1007 (text frame that is not the JSON
@@ -76,7 +79,7 @@ class _Session:
         self.websocket, self.service, self.model = websocket, service, service.model
         self.rate, self.settings = rate, service.settings
         self.stream = self.model.new_stream(self.settings.chunk_s, self.settings.left_s, self.settings.right_s,
-                                            self.settings.partial_s)
+                                            self.settings.partial_s, self.settings.silence_gate_db)
         self.resampler = None
         if rate != self.model.sample_rate:
             import soxr
@@ -105,7 +108,11 @@ class _Session:
     async def _run(self, windows):
         ran = 0
         for window in windows:
-            self.stream.commit(window, await self._infer(window.audio.numpy()))
+            if window.silent:  # quiet against the stream's loudest window: blank, no model call
+                self.stream.commit(window, None)
+            else:
+                self.stream.commit(window, await self._infer(window.audio.numpy()))
+            self.service.metrics.stream_windows.labels("silent" if window.silent else "recognised").inc()
             ran += 1
         return ran
 
@@ -162,7 +169,8 @@ async def stream(websocket):
         session = _Session(websocket, service, _rate(websocket, service.model.sample_rate))
         await websocket.send_json({"type": "ready", "sample_rate": service.model.sample_rate, "input_rate": session.rate,
                                    "chunk_s": round(session.stream.chunk * service.model.frame_seconds, 3),
-                                   "partial_s": round(session.stream.preview * service.model.frame_seconds, 3)})
+                                   "partial_s": round(session.stream.preview * service.model.frame_seconds, 3),
+                                   "silence_gate_db": session.stream.silence_gate_db})
         while True:
             receive = asyncio.ensure_future(websocket.receive())
             await asyncio.wait({receive, drain}, return_when=asyncio.FIRST_COMPLETED)
