@@ -488,7 +488,8 @@ def test_stream_with_a_long_pause_skips_its_windows_and_counts_them(server, mode
     assert messages[-1]["type"] == "final" and messages[-1]["text"]
     with urllib.request.urlopen(server.url("/metrics")) as response:
         metrics = response.read().decode()
-    silent = [line for line in metrics.splitlines() if line.startswith('nemo_serve_stream_windows_total{outcome="silent"}')]
+    silent = [line for line in metrics.splitlines()
+              if line.startswith('nemo_serve_stream_windows_total{outcome="silent"}')]
     assert silent and float(silent[0].split()[-1]) >= 3, silent
 
 
