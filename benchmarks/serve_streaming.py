@@ -194,7 +194,9 @@ def main(argv=None):
     parser.add_argument("--partial_s", type=float, default=1.0)
     parser.add_argument("--left_s", type=float, default=2.0)
     parser.add_argument("--right_s", type=float, default=1.0)
-    parser.add_argument("--silence_gate_db", type=float, default=30.0,
+    from nemo_asr.serve.cli import gate_db
+
+    parser.add_argument("--silence_gate_db", type=gate_db, default=30.0,
                         help="the server's silence gate (0: off; default: %(default)s, the server's)")
     parser.add_argument("--compare_chunks", action=argparse.BooleanOptionalAction, default=True,
                         help="also measure 1 s and 0.5 s chunks next to the given windows")
@@ -215,9 +217,9 @@ def main(argv=None):
     settings = [(args.chunk_s, args.left_s, args.right_s, args.partial_s)]
     if args.compare_chunks:
         settings += [(1.0, 2.0, 1.0, 1.0), (0.5, 1.0, 0.5, 0.5)]
-    rows = [accuracy(model, data, *s, silence_gate_db=args.silence_gate_db or None) for s in dict.fromkeys(settings)]
+    rows = [accuracy(model, data, *s, silence_gate_db=args.silence_gate_db) for s in dict.fromkeys(settings)]
     print("Buffered windows only (the server's final pass is not used here):")
-    print(f"Silence gate: {args.silence_gate_db:g} dB" if args.silence_gate_db else "Silence gate: off")
+    print(f"Silence gate: {args.silence_gate_db:g} dB" if args.silence_gate_db else "Silence gate: off")  # None: off
     print("| chunk / left / right / partial s | streams | windows | WER offline | WER streamed | identical | "
           "CER streamed vs offline | extra words offline / streamed |")
     print("|---|---|---|---|---|---|---|---|")

@@ -57,6 +57,7 @@ def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, beta
     the WER of ``tune_on`` is optimistic (its own tuning set), the others are not. ``pruning``: keyword
     arguments of ``BeamSearchDecoderWithLM`` (``cutoff_prob``, ``cutoff_top_n``, ``beam_prune_logp``).
     """
+    pruning = DEFAULT_PRUNING if pruning is None else pruning
     decoder = beam_decoder(labels, lm_path, beam_width, alphas[0], betas[0], num_cpus=num_cpus or os.cpu_count(),
                            pruning=pruning)
     try:

@@ -227,12 +227,13 @@ def run(args):
 
     cfg = load_model_config(args.model_config)
     check_output(args.output)
+    pruning = pruning_options(args)  # checked with or without --lm_path
     if args.model_path is not None and not os.path.isfile(args.model_path):
         raise UserError(f"--model_path {args.model_path} does not exist")
     decoder = None
     if args.lm_path:
         decoder = beam_decoder(cfg["labels"], args.lm_path, args.beam_width, args.alpha, args.beta,
-                               pruning=pruning_options(args))
+                               pruning=pruning)
     recognizer = Recognizer(cfg)
     recognizer.check_checkpoints(args.load_dir, args.ckpt_pattern)
 

@@ -69,6 +69,7 @@ def tune(args):
     from tqdm import tqdm
 
     alphas, betas = grid(args.alpha, "--alpha"), grid(args.beta, "--beta")
+    pruning = pruning_options(args)
     if args.output:
         folder = os.path.dirname(os.path.abspath(args.output))
         if os.path.isdir(args.output) or not os.path.isdir(folder):
@@ -77,7 +78,7 @@ def tune(args):
     tag, data = load_saved(args.logprobs, args.dataset)
     # one decoder (the LM loads once); each grid point only changes its weights
     decoder = beam_decoder(data["labels"], args.lm_path, args.beam_width, alphas[0], betas[0],
-                           num_cpus=args.num_cpus, pruning=pruning_options(args))
+                           num_cpus=args.num_cpus, pruning=pruning)
 
     def show(row):
         tqdm.write(f"alpha {row['alpha']:5.2f}  beta {row['beta']:5.2f}  WER {row['wer'] * 100:6.2f}%", file=sys.stdout)

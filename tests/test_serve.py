@@ -436,7 +436,7 @@ def test_silence_gate_commits_quiet_windows_as_blank_without_running_the_model()
     frame, classes, blank = 320, 7, 6
     rng = np.random.default_rng(3)
     truth = rng.integers(1, classes - 1, size=80)  # 20 loud frames, 40 quiet ones, 20 loud
-    level = np.where((np.arange(80) >= 20) & (np.arange(80) < 60), 0.005, 0.5)  # -40 dB in the pause
+    level = np.where((np.arange(80) >= 20) & (np.arange(80) < 60), 0.0005, 0.05)  # -40 dB in the pause
     audio = (np.repeat(truth * level, frame)).astype(np.float32)
 
     def run(gate):
@@ -475,12 +475,21 @@ def test_silence_gate_commits_quiet_windows_as_blank_without_running_the_model()
     assert flags and all(flags) and quiet.labels == [blank] * 20
     with pytest.raises(ValueError, match="silence_gate_db"):
         BufferedCTCStream(frame, 4, 4, 2, blank=blank, silence_gate_db=0)
+    # a click at -1 dBFS, then quiet speech at -36 dBFS: over -45 dBFS, speech is never gated
+    click = BufferedCTCStream(frame, 4, 4, 2, blank=blank, silence_gate_db=30.0)
+    speech = np.random.default_rng(1).normal(0, 10 ** (-36 / 20), 60 * frame).astype(np.float32)
+    click.feed(np.concatenate([np.full(frame, 0.9, dtype=np.float32), speech]))
+    flags = []
+    for window in click.final_windows():
+        flags.append(window.silent)
+        click.commit(window, None)
+    assert flags and not any(flags)
 
 
 def test_stream_with_a_long_pause_skips_its_windows_and_counts_them(server, model):
     """Over the socket: the ready message names the gate; the pause's windows are counted as silent."""
-    first, second = an4()[0], an4(sorted(os.listdir(WAV))[1])[0]  # the first peaks at -33 dBFS (20 ms frames)
-    pause = np.random.default_rng(0).normal(0, 10 ** (-70 / 20), 8 * 16000).astype(np.float32)  # 37 dB below
+    first, second = (an4(name)[0] for name in sorted(os.listdir(WAV))[:2])  # the first peaks at -21 dBFS (20 ms)
+    pause = np.random.default_rng(0).normal(0, 10 ** (-58 / 20), 8 * 16000).astype(np.float32)  # 37 dB below
     samples = np.concatenate([first, pause, second])
     with connect(server.ws("/v1/stream")) as ws:
         assert json.loads(ws.recv(timeout=10))["silence_gate_db"] == 30.0

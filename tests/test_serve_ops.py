@@ -168,7 +168,7 @@ def test_api_keys_from_file_and_environment(tmp_path, monkeypatch):
     assert build_parser().parse_args(base + ["--silence_gate_db", "0"]).silence_gate_db is None  # off
     result = subprocess.run([sys.executable, "-m", "nemo_asr.serve.cli", *base, "--silence_gate_db", "-3"], cwd=REPO,
                             env=subprocess_env(), capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "--silence_gate_db: must be 0 (off) or more dB" in result.stderr
+    assert result.returncode == 2 and "--silence_gate_db: must be 0 (off) or 10 to 120 dB" in result.stderr
 
 
 def test_batcher_forgets_timed_out_requests_and_answers_everything_on_close():

@@ -165,6 +165,8 @@ def check_inputs(args):
                             f"*-STEP-*.pt files")
     if args.perturb_config and not os.path.isfile(args.perturb_config):
         raise UserError(f"--perturb_config {args.perturb_config} does not exist; give a YAML file of perturbations")
+    if hasattr(args, "cutoff_prob"):
+        pruning_options(args)  # checked with or without --lm_order
     if getattr(args, "lm_order", 0):
         check_lm_options(args)
 
@@ -178,7 +180,6 @@ def check_lm_options(args):
         raise UserError(f"--lm_order {args.lm_order}: an n-gram LM needs order 2 or more (0 turns it off)")
     if args.beam_width < 1:
         raise UserError(f"--beam_width {args.beam_width}: give 1 or more")
-    pruning_options(args)
     if not (args.eval_datasets or args.final_eval_datasets):
         raise UserError("--lm_order needs an eval set (--eval_datasets) to tune the LM weights on")
     for package in ("pyctcdecode", "kenlm"):
@@ -435,10 +436,10 @@ def report(nf, exp_dir, evaluators, result, lm=None):
             print(f"| {tag} | {row['step']} | {row['wer'] * 100:.2f}% | {lm['wer'][tag] * 100:.2f}%{tuned} "
                   f"| {row['loss']:.3f} |")
         pruning = lm.get("pruning", {})
-        print(f"LM: {lm['lm_path']} (from the training transcripts), alpha {lm['alpha']:g}, beta {lm['beta']:g}, "
-              f"beam {lm['beam_width']}, cutoff_prob {pruning.get('cutoff_prob', 1):g}, "
-              f"beam_prune_logp {pruning.get('beam_prune_logp', float('-inf')):g} (options of the same names in "
-              f"nemo-transcribe, jasper_infer.py and nemo-serve, with these defaults)")
+        print(f"LM: {lm['lm_path']} (from the training transcripts); the same search in nemo-transcribe, "
+              f"jasper_infer.py or nemo-serve: --lm_path {lm['lm_path']} --beam_width {lm['beam_width']} "
+              f"--alpha {lm['alpha']:g} --beta {lm['beta']:g} --cutoff_prob {pruning.get('cutoff_prob', 1):g} "
+              f"--beam_prune_logp={pruning.get('beam_prune_logp', float('-inf')):g}")
     sys.stdout.flush()
     return summary
 

@@ -85,12 +85,13 @@ def evaluate(args):
     for path, flag in ((args.save_logprobs, "--save_logprobs"), (args.output, "--output")):
         if path:
             check_writable(path, flag)
+    pruning = pruning_options(args)  # checked with or without --lm_path
     if args.model_path is not None and not os.path.isfile(args.model_path):
         raise UserError(f"--model_path {args.model_path} does not exist")
     decoder = None
     if args.lm_path:
         decoder = beam_decoder(cfg["labels"], args.lm_path, args.beam_width, args.alpha, args.beta,
-                               num_cpus=args.num_cpus, pruning=pruning_options(args))
+                               num_cpus=args.num_cpus, pruning=pruning)
     recognizer = Recognizer(cfg)
     recognizer.check_checkpoints(args.load_dir, args.ckpt_pattern)
     nf = nemo_core.NeuralModuleFactory(local_rank=args.local_rank,
@@ -111,7 +112,8 @@ def evaluate(args):
             texts = beam_search(run["log_probs"], recognizer.labels, args.lm_path, args.beam_width,
                                 args.alpha, args.beta, decoder=decoder, progress=nf.is_main)
             beam_wer = word_error_rate(texts, run["references"])[0]
-            results[tag].update(beam_wer=beam_wer, alpha=args.alpha, beta=args.beta, beam_width=args.beam_width)
+            results[tag].update(beam_wer=beam_wer, alpha=args.alpha, beta=args.beta, beam_width=args.beam_width,
+                                pruning=pruning)
             nf.logger.info("%s: beam search + LM WER %.2f%% (alpha %.2f, beta %.2f, beam %d)", tag,
                            100 * beam_wer, args.alpha, args.beta, args.beam_width)
         saved[tag] = {"log_probs": run["log_probs"], "references": run["references"], "labels": recognizer.labels}

@@ -20,9 +20,11 @@ variance, so a window that holds only a pause turns room noise into
 "speech": on the demo model, streams of two sentences 10 s apart (noise at
 -60 dBFS) got 934 invented words over 100 streams. ``silence_gate_db``
 marks a window ``silent`` when even its loudest frame is that many dB below
-the loudest frame of the stream so far (or below ``silence_floor_dbfs``);
-the driver commits it as blank without running the model
-(``commit(window, None)``).
+the loudest frame of the last 30 s (or below ``silence_floor_dbfs``, -65
+dBFS), unless that frame is above ``silence_ceiling_dbfs`` (-45 dBFS, speech
+at any usual gain); the driver commits it as blank without running the
+model (``commit(window, None)``). Noise before the first speech is gated
+only when it is below the floor: until then it is the loudest thing heard.
 
 Plain Python + torch; the model is any ``infer(audio_1d) -> (frames, classes)
 log-probs`` callable (sync), so the server can batch windows of many streams.
@@ -98,7 +100,7 @@ class BufferedCTCStream:
             return f"Window(start={self.start}, keep=[{self.keep_from}, {self.keep_to}), samples={len(self.audio)})"
 
     def __init__(self, frame_samples, chunk, left, right, blank, preview=None, silence_gate_db=None,
-                 silence_floor_dbfs=-65.0):
+                 silence_floor_dbfs=-65.0, silence_ceiling_dbfs=-45.0, silence_memory_s=30.0, sample_rate=16000):
         preview = chunk if preview is None else preview
         if min(chunk, frame_samples, preview) < 1 or min(left, right) < 0:
             raise ValueError(f"chunk, preview and frame_samples must be >= 1 and contexts >= 0, got chunk={chunk}, "
@@ -106,7 +108,9 @@ class BufferedCTCStream:
         if silence_gate_db is not None and silence_gate_db <= 0:
             raise ValueError(f"silence_gate_db must be positive (None turns the gate off), got {silence_gate_db}")
         self.silence_gate_db, self.silence_floor_dbfs = silence_gate_db, silence_floor_dbfs
-        self._peak_rms = 0.0  # RMS of the loudest frame so far (the silence gate's reference)
+        self.silence_ceiling_dbfs = silence_ceiling_dbfs
+        self._memory_samples = int(silence_memory_s * sample_rate)
+        self._loudest = []  # (end sample, RMS of its loudest frame) per recent window: the gate's reference
         self.frame_samples, self.chunk, self.left, self.right, self.blank = frame_samples, chunk, left, right, blank
         self.preview = min(preview, chunk)
         self._audio = torch.zeros(0)
@@ -140,17 +144,20 @@ class BufferedCTCStream:
 
     def _gated(self, windows):
         """``windows``, each marked ``silent`` when the gate is on and even its loudest frame (RMS over one
-        encoder frame of audio) is ``silence_gate_db`` below the loudest frame of the stream so far, or below
-        ``silence_floor_dbfs``: a window with any speech in it runs."""
+        encoder frame of audio) is ``silence_gate_db`` below the loudest frame of the last ``silence_memory_s``
+        of the stream (so one click does not raise the bar for good), or below ``silence_floor_dbfs``. A frame
+        above ``silence_ceiling_dbfs`` is never quiet enough: a window with any speech in it runs."""
         for window in windows:
             if self.silence_gate_db is not None and len(window.audio):
                 audio = window.audio.double()
                 audio = torch.nn.functional.pad(audio, (0, -len(audio) % self.frame_samples))
                 loudest = float(audio.view(-1, self.frame_samples).square().mean(dim=1).sqrt().max())
-                self._peak_rms = max(self._peak_rms, loudest)
-                threshold = max(self._peak_rms * 10 ** (-self.silence_gate_db / 20),
-                                10 ** (self.silence_floor_dbfs / 20))
-                window.silent = loudest < threshold
+                end = window.start * self.frame_samples + len(window.audio)
+                self._loudest = [(e, r) for e, r in self._loudest if e > end - self._memory_samples]
+                self._loudest.append((end, loudest))
+                reference = max(r for _, r in self._loudest)
+                threshold = min(reference * 10 ** (-self.silence_gate_db / 20), 10 ** (self.silence_ceiling_dbfs / 20))
+                window.silent = loudest < max(threshold, 10 ** (self.silence_floor_dbfs / 20))
             yield window
 
     def ready_windows(self):

@@ -56,6 +56,8 @@ class Settings:
         if metrics_keys and not self.metrics_keys:
             raise ValueError("metrics_keys holds only blank keys; pass [] to leave /metrics open")
         self.chunk_s, self.left_s, self.right_s, self.final_pass_s = chunk_s, left_s, right_s, final_pass_s
+        if silence_gate_db is not None and not 0 < silence_gate_db < float("inf"):
+            raise ValueError(f"silence_gate_db must be a positive number of dB, or None (off), got {silence_gate_db}")
         self.partial_s, self.silence_gate_db = partial_s, silence_gate_db  # gate: None = off
 
 

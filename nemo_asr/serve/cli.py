@@ -32,10 +32,10 @@ def positive_seconds(text):
 
 
 def gate_db(text):
-    """argparse type: the silence gate in dB, more than 0; 0 turns it off (None)."""
+    """argparse type: the silence gate in dB, 10 to 120; 0 turns it off (None)."""
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 (off) or more dB, got {text}")
+    if value != 0 and not 10 <= value <= 120:  # nan fails both; a gate under 10 dB would drop soft speech
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or 10 to 120 dB, got {text}")
     return value or None
 
 
@@ -172,7 +172,10 @@ def main(argv=None):
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with one_line_errors("nemo-serve", args.debug):
+        from ..inference import pruning_options
         from .app import Settings, create_app
+
+        pruning_options(args)  # checked before the model loads, with or without --lm_path
         from .server import serve
 
         settings = Settings(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_audio_s=args.max_audio_s,

@@ -56,7 +56,8 @@ class ServingModel:
         frames = lambda seconds: max(0, round(seconds / self.frame_seconds))  # noqa: E731
         preview = None if partial_s is None else max(1, frames(partial_s))
         return BufferedCTCStream(self.frame_samples, max(1, frames(chunk_s)), frames(left_s), frames(right_s),
-                                 self.blank, preview=preview, silence_gate_db=silence_gate_db)
+                                 self.blank, preview=preview, silence_gate_db=silence_gate_db,
+                                 sample_rate=self.sample_rate)
 
     def stream_result(self, stream):
         """``{"text", "words"}`` of everything a stream committed."""

@@ -26,9 +26,9 @@ pass over the whole stream (``"final_pass": "offline"``), so it equals what
 text is the merge of its windows (``"final_pass": "buffered"``). The reason:
 the models normalise features over the whole utterance, which no window
 sees, so buffered text can differ from offline text near window edges
-(``benchmarks/serve_streaming.py`` measures by how much). A window quieter
-than ``silence_gate_db`` (30 dB) below the stream's loudest window so far
-is committed as blank without a model call: normalised on its own, a
+(``benchmarks/serve_streaming.py`` measures by how much). A window whose
+loudest 20 ms frame is ``silence_gate_db`` (30 dB) below the loudest frame of
+the last 30 s (``parts/streaming.py``) is committed as blank without a model call: normalised on its own, a
 window of room noise would be read as speech.
 
 A protocol error gets ``{"type": "error", "error": ...}`` and a close code:
@@ -108,7 +108,7 @@ class _Session:
     async def _run(self, windows):
         ran = 0
         for window in windows:
-            if window.silent:  # quiet against the stream's loudest window: blank, no model call
+            if window.silent:  # quiet against the stream's loudest recent frame: blank, no model call
                 self.stream.commit(window, None)
             else:
                 self.stream.commit(window, await self._infer(window.audio.numpy()))
