@@ -180,6 +180,8 @@ def live(args, data, levels):
 
 
 def main(argv=None):
+    from nemo_asr.serve.cli import gate_db
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model_config", default=DEFAULT_CONFIG)
     parser.add_argument("--load_dir", default=DEFAULT_LOAD_DIR)
@@ -194,8 +196,6 @@ def main(argv=None):
     parser.add_argument("--partial_s", type=float, default=1.0)
     parser.add_argument("--left_s", type=float, default=2.0)
     parser.add_argument("--right_s", type=float, default=1.0)
-    from nemo_asr.serve.cli import gate_db
-
     parser.add_argument("--silence_gate_db", type=gate_db, default=30.0,
                         help="the server's silence gate (0: off; default: %(default)s, the server's)")
     parser.add_argument("--compare_chunks", action=argparse.BooleanOptionalAction, default=True,

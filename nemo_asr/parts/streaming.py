@@ -107,8 +107,10 @@ class BufferedCTCStream:
                              f"preview={preview}, frame_samples={frame_samples}, left={left}, right={right}")
         if silence_gate_db is not None and silence_gate_db <= 0:
             raise ValueError(f"silence_gate_db must be positive (None turns the gate off), got {silence_gate_db}")
-        self.silence_gate_db, self.silence_floor_dbfs = silence_gate_db, silence_floor_dbfs
-        self.silence_ceiling_dbfs = silence_ceiling_dbfs
+        self.silence_gate_db = silence_gate_db
+        if silence_gate_db is not None:  # the gate's levels as RMS amplitudes, derived once
+            self._gate_factor = 10 ** (-silence_gate_db / 20)
+            self._floor_rms, self._ceiling_rms = 10 ** (silence_floor_dbfs / 20), 10 ** (silence_ceiling_dbfs / 20)
         self._memory_samples = int(silence_memory_s * sample_rate)
         self._loudest = []  # (end sample, RMS of its loudest frame) per recent window: the gate's reference
         self.frame_samples, self.chunk, self.left, self.right, self.blank = frame_samples, chunk, left, right, blank
@@ -156,8 +158,8 @@ class BufferedCTCStream:
                 self._loudest = [(e, r) for e, r in self._loudest if e > end - self._memory_samples]
                 self._loudest.append((end, loudest))
                 reference = max(r for _, r in self._loudest)
-                threshold = min(reference * 10 ** (-self.silence_gate_db / 20), 10 ** (self.silence_ceiling_dbfs / 20))
-                window.silent = loudest < max(threshold, 10 ** (self.silence_floor_dbfs / 20))
+                threshold = min(reference * self._gate_factor, self._ceiling_rms)
+                window.silent = loudest < max(threshold, self._floor_rms)
             yield window
 
     def ready_windows(self):

@@ -20,7 +20,7 @@ import torch
 
 from nemo_core.utils.cli import UserError
 
-from ..inference import add_pruning_args
+from ..inference import add_pruning_args, pruning_options
 
 
 def positive_seconds(text):
@@ -64,8 +64,9 @@ def build_parser():
     add("--partial_s", type=positive_seconds, default=1.0,
         help="streaming: a partial text at least this often (a preview window between commits when < --chunk_s)")
     add("--silence_gate_db", type=gate_db, default=30.0,
-        help="streaming: a window this many dB quieter than the stream's loudest so far (or below -65 dBFS) is "
-             "committed as blank without a model call; 0 turns the gate off (default: %(default)s)")
+        help="streaming: a window whose loudest 20 ms is this many dB below the loudest of the last 30 s (or "
+             "under -65 dBFS; never when over -45 dBFS) is committed as blank without a model call; 0 turns the "
+             "gate off (default: %(default)s)")
     add("--left_s", type=float, default=2.0, help="streaming: left context per window")
     add("--right_s", type=float, default=1.0, help="streaming: right context (look-ahead) per window")
     add("--final_pass_s", type=float, default=30.0,
@@ -146,7 +147,7 @@ def lm_decoder_for(args, recognizer):
     Word times come from the beam search's own word frames, so they describe
     the text returned; there is no per-word confidence for beam results.
     """
-    from ..inference import beam_decoder, pruning_options
+    from ..inference import beam_decoder
     from ..parts.ctc_offsets import words_from_frames
 
     if not os.path.isfile(args.lm_path):
@@ -172,11 +173,10 @@ def main(argv=None):
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     with one_line_errors("nemo-serve", args.debug):
-        from ..inference import pruning_options
         from .app import Settings, create_app
+        from .server import serve
 
         pruning_options(args)  # checked before the model loads, with or without --lm_path
-        from .server import serve
 
         settings = Settings(max_body_bytes=int(args.max_body_mb * (1 << 20)), max_audio_s=args.max_audio_s,
                             max_stream_s=args.max_stream_s, request_timeout_s=args.request_timeout_s,
