@@ -1,6 +1,8 @@
 """Build a synthetic spoken corpus with text-to-speech engines from Debian
-packages (``espeak-ng``, ``flite`` and, for the ``recorded`` voice set,
-``festival`` with its ``ked`` voice), for demos and tests.
+packages (``espeak-ng``, ``flite`` and, for the ``recorded`` and ``accented``
+voice sets, ``festival`` with its ``ked`` voice and, for ``accented``, its
+Italian, Czech and Finnish voices speaking English: ``nemo_asr.accented_voices``),
+for demos and tests.
 
 Each utterance gets a sentence from a small grammar written for this project,
 a voice (engine + base voice + variant), a speaking rate and a pitch, and
@@ -13,7 +15,8 @@ run with the same settings only checks the files. The corpus folder also gets
 reverberation augmentation.
 
 Install the engines with ``scripts/install_system_deps.sh``
-(``apt-get install espeak-ng flite festival festvox-kdlpc16k``). Command line:
+(``apt-get install espeak-ng flite festival festvox-kdlpc16k``, and for the ``accented`` voice
+set the packages of ``nemo_asr.accented_voices.PACKAGES``). Command line:
 ``scripts/make_synthetic_speech.py``; the demo (``examples/asr/quartznet.py``)
 calls ``build_corpus``.
 """
@@ -32,6 +35,7 @@ import tempfile
 import numpy as np
 import soundfile as sf
 
+from nemo_asr import accented_voices
 from nemo_asr.parts.data_prep import write_manifest
 from nemo_core.deployment import write_atomic
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors
@@ -105,9 +109,13 @@ WIDE_ESPEAK_VARIANTS = ["m8", "klatt3", "klatt4", "klatt6", "adam", "Alex", "Ali
 # voice here but flite's is formant synthesis). Festival's two other English voices in Debian's main archive,
 # kal and slt, are speakers flite has too, so they would leak flite's voices into an engine-holdout split.
 FESTIVAL_VOICES = ["ked_diphone"]
+# ``--voice_set accented`` adds eight more speakers recorded from real voices: festival's Italian, Czech and Finnish
+# voices reading the corpus's English words through a phone map (``nemo_asr.accented_voices``)
+ACCENTED_VOICES = list(accented_voices.VOICES)
 # name: (espeak-ng variants, festival voices) for training
 VOICE_SETS = {"base": (ESPEAK_VARIANTS, []), "wide": (ESPEAK_VARIANTS + WIDE_ESPEAK_VARIANTS, []),
-              "recorded": (ESPEAK_VARIANTS + WIDE_ESPEAK_VARIANTS, FESTIVAL_VOICES)}
+              "recorded": (ESPEAK_VARIANTS + WIDE_ESPEAK_VARIANTS, FESTIVAL_VOICES),
+              "accented": (ESPEAK_VARIANTS + WIDE_ESPEAK_VARIANTS, FESTIVAL_VOICES + ACCENTED_VOICES)}
 FLITE_VOICES = ["kal16", "awb", "slt", "rms", "kal"]
 # Held-out voices: espeak accents and variants never used in training. flite
 # has only five voices, too few to hold one out and still generalise to it
@@ -153,28 +161,53 @@ def available_engines():
     return [name for name, binary in ENGINE_BINARIES.items() if shutil.which(binary)]
 
 
-def festival_command(voice, rate, pitch, output):
+def festival_command(voice, rate, pitch, output, lexicon=None):
     """text2wave (festival) rendering the text on its stdin with ``voice`` at speaking ``rate`` and a mean F0 set
-    from ``pitch`` (25-75, as espeak-ng's ``-p``; 90-150 Hz, like flite's)."""
+    from ``pitch`` (25-75, as espeak-ng's ``-p``; 90-150 Hz, like flite's; the accented voices keep their own).
+    ``lexicon``: a file of festival commands evaluated after the voice is selected (``lexicon_path``)."""
     f0 = int(60 + pitch * 1.2)
-    return ["text2wave", "-eval", f"(voice_{voice})", "-eval", f"(Parameter.set 'Duration_Stretch {1.0 / rate:.3f})",
+    return ["text2wave", "-eval", f"(voice_{voice})", *(["-eval", lexicon] if lexicon else []),
+            "-eval", f"(Parameter.set 'Duration_Stretch {1.0 / rate:.3f})",
             "-eval", f"(set! int_lr_params '((target_f0_mean {f0}) (target_f0_std {f0 // 6}) "
                      "(model_f0_mean 170) (model_f0_std 34)))", "-o", output]
 
 
+def lexicon_path(output_dir, voice):
+    """Where a corpus keeps the English pronunciations of an accented voice (None for any other voice)."""
+    return os.path.join(output_dir, "lexicons", f"{voice}.scm") if voice in accented_voices.VOICES else None
+
+
+def write_lexicons(output_dir, voices):
+    """The corpus vocabulary's pronunciations for each accented voice among ``voices``, at ``lexicon_path``."""
+    voices = [v for v in voices if lexicon_path(output_dir, v)]
+    if not voices:
+        return
+    pronunciations = accented_voices.cmu_pronunciations(vocabulary())
+    os.makedirs(os.path.join(output_dir, "lexicons"), exist_ok=True)
+    for voice in voices:
+        entries = accented_voices.lexicon_entries(voice, pronunciations)
+
+        def write(tmp, entries=entries):
+            with open(tmp, "w") as handle:
+                handle.write(entries)
+
+        write_atomic(lexicon_path(output_dir, voice), write)
+
+
 # ------------------------------------------------------------- synthesis
 def synthesize(job):
-    """Render one utterance to a 16 kHz WAV; returns its manifest row."""
+    """Render one utterance to a 16 kHz WAV; returns its manifest row. ``job``: (path, text, (engine, voice,
+    variant), rate, pitch, SNR in dB or None, noise seed[, festival lexicon file or None])."""
     from nemo_asr.parts.audio import resample
 
-    path, text, (engine, voice, variant), rate, pitch, snr_db, seed = job
+    path, text, (engine, voice, variant), rate, pitch, snr_db, seed, *lexicon = job
     with tempfile.TemporaryDirectory() as tmp:
         raw = os.path.join(tmp, "raw.wav")
         if engine == "espeak":
             name = f"{voice}+{variant}" if variant else voice
             cmd = ["espeak-ng", "-v", name, "-s", str(int(160 * rate)), "-p", str(int(pitch)), "-w", raw, text]
         elif engine == "festival":
-            cmd = festival_command(voice, rate, pitch, raw)
+            cmd = festival_command(voice, rate, pitch, raw, *lexicon)
         else:
             cmd = ["flite", "-voice", voice, "--setf", f"duration_stretch={1.0 / rate:.3f}",
                    "--setf", f"int_f0_target_mean={int(60 + pitch * 1.2)}", "-t", text, "-o", raw]
@@ -231,7 +264,8 @@ def plan(args, engines):
             pitch = rng.uniform(25, 75)
             snr = rng.uniform(*args.snr_db) if args.noise_prob and rng.random() < args.noise_prob else None
             path = os.path.join(args.output_dir, split, f"{split}_{count:05d}.wav")
-            jobs.append((split, (path, sentence, voice, rate, pitch, snr, rng.getrandbits(31))))
+            lexicon = lexicon_path(args.output_dir, voice[1]) if voice[0] == "festival" else None
+            jobs.append((split, (path, sentence, voice, rate, pitch, snr, rng.getrandbits(31), lexicon)))
             count += 1
     return jobs
 
@@ -246,6 +280,8 @@ def config_hash(args, engines):
         keys["voice_set"] = args.voice_set
     if VOICE_SETS[args.voice_set][1]:
         keys["festival_share"] = args.festival_share
+    if set(VOICE_SETS[args.voice_set][1]) & set(accented_voices.VOICES):  # a changed phone map rebuilds the corpus
+        keys["phone_maps"] = accented_voices.maps_digest()
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -278,10 +314,11 @@ def _check_festival(args, engines):
     voices = VOICE_SETS[args.voice_set][1]
     if not voices:
         return
-    install = "run scripts/install_system_deps.sh (apt-get install festival festvox-kdlpc16k)"
+    packages = ["festival", "festvox-kdlpc16k"] + (accented_voices.PACKAGES if args.voice_set == "accented" else [])
+    install = f"run scripts/install_system_deps.sh (apt-get install {' '.join(packages)})"
     if "festival" not in engines:
-        raise UserError(f"--voice_set {args.voice_set} needs festival (text2wave) with its ked voice: {install} "
-                        f"and keep festival in --engines")
+        raise UserError(f"--voice_set {args.voice_set} needs festival (text2wave) with its voices "
+                        f"{', '.join(voices)}: {install} and keep festival in --engines")
     with tempfile.TemporaryDirectory() as tmp:
         for voice in voices:
             out = os.path.join(tmp, "out.wav")
@@ -308,6 +345,7 @@ def build(args):
     jobs = plan(args, engines)  # first: settings it refuses leave no folders behind
     for split in manifests:
         os.makedirs(os.path.join(args.output_dir, split), exist_ok=True)
+    write_lexicons(args.output_dir, VOICE_SETS[args.voice_set][1] if "festival" in engines else [])
     rows = {s: [] for s in manifests}
     from tqdm import tqdm
 
@@ -386,7 +424,8 @@ def parse_args(argv=None):
     parser.add_argument("--snr_db", type=float, nargs=2, default=(15.0, 40.0))
     parser.add_argument("--flite_share", type=float, default=0.1, help="share of training utterances from flite")
     parser.add_argument("--festival_share", type=float, default=0.2,
-                        help="share of training utterances from festival's voices (voice set recorded only; "
+                        help="share of training utterances from festival's voices (voice sets recorded and "
+                             "accented only; "
                              "--flite_share then applies to the rest)")
     parser.add_argument("--engines", nargs="+", default=["espeak", "flite", "festival"],
                         choices=sorted(ENGINE_BINARIES))
@@ -395,8 +434,9 @@ def parse_args(argv=None):
                              "(a robustness split; default: held-out espeak accents and variants)")
     parser.add_argument("--voice_set", default="base", choices=sorted(VOICE_SETS),
                         help="training voices: base (14 espeak-ng variants, default), wide (49: 35 more speakers) "
-                             "or recorded (wide plus festival's ked, a voice made from recorded speech, at "
-                             "--festival_share)")
+                             "recorded (wide plus festival's ked, a voice made from recorded speech, at "
+                             "--festival_share) or accented (recorded plus festival's two Italian, four Czech and "
+                             "two Finnish voices speaking English, sharing --festival_share with ked)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     add_debug_flag(parser)
     return parser.parse_args(argv)

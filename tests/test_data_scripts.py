@@ -169,7 +169,7 @@ def test_synthetic_corpus_holds_out_voices_and_sentences(tmp_path):
 
 
 def test_wide_voice_set_adds_training_speakers_and_keeps_dev_and_test_voices_held_out():
-    from nemo_asr.synthetic_speech import WIDE_ESPEAK_VARIANTS, voices_for
+    from nemo_asr.synthetic_speech import ACCENTED_VOICES, WIDE_ESPEAK_VARIANTS, voices_for
 
     engines = ["espeak", "flite"]
     wide, base = voices_for("train", engines, voice_set="wide"), voices_for("train", engines)
@@ -181,6 +181,10 @@ def test_wide_voice_set_adds_training_speakers_and_keeps_dev_and_test_voices_hel
         assert not {accent for _, accent, _ in held} & {accent for _, accent, _ in wide}
     recorded = voices_for("train", engines + ["festival"], voice_set="recorded")
     assert set(recorded) - set(wide) == {("festival", "ked_diphone", "")}
+    accented = voices_for("train", engines + ["festival"], voice_set="accented")
+    assert set(accented) - set(recorded) == {("festival", v, "") for v in ACCENTED_VOICES} and len(ACCENTED_VOICES) == 8
+    for split in ("dev", "test"):
+        assert voices_for(split, engines + ["festival"], voice_set="accented") == voices_for(split, engines)
     installed = subprocess.run(["espeak-ng", "--voices=variant"], capture_output=True, text=True).stdout \
         if shutil.which("espeak-ng") else None
     if installed is not None:  # every added variant is one espeak-ng has (an unknown one would fall back silently)
@@ -262,6 +266,68 @@ def test_recorded_voice_set_trains_on_festival_too_and_still_holds_flite_out(tmp
                        "--voice_set", "recorded"])
     engines = [job[2][0] for split, job in plan(args, ["espeak", "flite", "festival"]) if split == "train"]
     assert 0.1 < engines.count("festival") / len(engines) < 0.3 and engines.count("espeak") == 0
+
+
+def test_accented_voices_map_each_english_syllable_to_the_voice_s_phones():
+    from nemo_asr.accented_voices import VOICES, lexicon_entries, map_syllable
+
+    stella = {"stella": [(["s", "t", "eh"], 1), (["l", "ax"], 0)]}
+    # Italian marks the stressed vowel; Czech has no stressed phones
+    assert lexicon_entries("pc_diphone", stella) == "(lex.add.entry '(\"stella\" nil (((s t E1) 1) ((l a) 0))))\n"
+    assert lexicon_entries("czech_dita", stella) == "(lex.add.entry '(\"stella\" nil (((s t e) 1) ((l e) 0))))\n"
+    assert map_syllable("lp_diphone", ["hh", "ay"], 1) == ["a1", "j"]  # no /h/ in Italian; a diphthong is two
+    assert map_syllable("hy_fi_mv_diphone", ["th", "ih", "ng"], 0) == ["T", "i", "N"]
+    tables = {id(table): table for table, _, _ in VOICES.values()}.values()
+    assert len(tables) == 3 and all(set(t) == set(next(iter(tables))) for t in tables)  # the same English phones
+
+
+HAVE_ACCENTED = bool(shutil.which("festival")) and all(
+    os.path.isdir(os.path.join("/usr/share/festival/voices", language, voice))
+    for language, voice in [("italian", "pc_diphone"), ("italian", "lp_diphone"), ("czech", "czech_dita"),
+                            ("czech", "czech_krb"), ("czech", "czech_machac"), ("czech", "czech_ph"),
+                            ("finnish", "suo_fi_lj_diphone"), ("finnish", "hy_fi_mv_diphone")])
+
+
+def festival_print(tmp_path, *commands):
+    script = tmp_path / "print.scm"
+    script.write_text("\n".join(commands) + "\n")
+    result = subprocess.run(["festival", "-b", str(script)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip().splitlines()
+
+
+@pytest.mark.skipif(not HAVE_ACCENTED, reason="needs festival's Italian, Czech and Finnish voices "
+                                              "(scripts/install_system_deps.sh)")
+def test_accented_voices_say_every_corpus_word_with_their_own_phones_and_the_mapped_pronunciation(tmp_path):
+    from nemo_asr.accented_voices import VOICES, cmu_pronunciations, lexicon_entries, map_syllable
+    from nemo_asr.synthetic_speech import vocabulary
+
+    pronunciations = cmu_pronunciations(vocabulary())
+    assert set(pronunciations) == set(vocabulary())
+    assert pronunciations["thursday"][0] == (["th", "er", "z"], 1)
+    for voice in VOICES:
+        inventory = festival_print(tmp_path, f"(voice_{voice})", "(print (mapcar car (car (cdr (car "
+                                   "(PhoneSet.description '(phones)))))))")[-1]
+        inventory = set(inventory.strip("()").split())
+        used = {p for syllables in pronunciations.values() for phones, stress in syllables
+                for p in map_syllable(voice, phones, stress)}
+        assert used <= inventory, (voice, used - inventory)
+    # the voice says a word as the map has it, not by its own letter-to-sound rules ("t u r z d a1 i")
+    lexicon = tmp_path / "pc.scm"
+    lexicon.write_text(lexicon_entries("pc_diphone", pronunciations))
+    said = festival_print(tmp_path, "(voice_pc_diphone)", f'(load "{lexicon}")',
+                          '(set! u (utt.synth (Utterance Text "thursday")))',
+                          "(print (mapcar item.name (utt.relation.items u 'Segment)))")[-1]
+    assert said.split()[1:4] == ['"t"', '"e1"', '"r"'], said
+    # the corpus: the accented voices share --festival_share with ked, each with its lexicon; dev and test as before
+    run("make_synthetic_speech.py", "--output_dir", tmp_path / "c", "--train", 24, "--dev", 1, "--test", 1,
+        "--voice_set", "accented", "--festival_share", 1, "--engines", "espeak", "festival", "--workers", 2)
+    train = rows(tmp_path / "c" / "train_manifest.json")
+    voices = {r["voice"] for r in train}
+    assert {v.split(":")[0] for v in voices} == {"festival"} and len(voices) >= 6, voices
+    assert all(r["duration"] > 1.0 for r in train)
+    assert sorted(os.listdir(tmp_path / "c" / "lexicons")) == sorted(f"{v}.scm" for v in VOICES)
+    assert {r["voice"].split(":")[0] for r in rows(tmp_path / "c" / "dev_manifest.json")} == {"espeak"}
 
 
 @pytest.mark.skipif(not shutil.which("text2wave"), reason="needs festival (scripts/install_system_deps.sh)")

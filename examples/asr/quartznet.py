@@ -67,11 +67,12 @@ def build_parser():
     parser.add_argument("--demo_holdout_engine", default=None, choices=["espeak", "flite"],
                         help="robustness split: train on the other synthesis engine, evaluate on this one "
                              "(corpus cached in <work_dir>/demo_corpus_holdout_<engine>)")
-    parser.add_argument("--demo_voice_set", default=None, choices=["base", "wide", "recorded"],
+    parser.add_argument("--demo_voice_set", default=None, choices=["base", "wide", "recorded", "accented"],
                         help="training voices of the demo corpus: base (14 espeak-ng variants, default), wide "
-                             "(49) or recorded (wide plus festival's ked, a voice made from recorded speech, for "
-                             "20 %% of training); cached in <work_dir>/demo_corpus[_holdout_<engine>]_<set>. README: Demo, "
-                             "robustness")
+                             "(49), recorded (wide plus festival's ked, a voice made from recorded speech, for "
+                             "20 %% of training) or accented (recorded plus eight Italian, Czech and Finnish "
+                             "festival voices speaking English, sharing the 20 %%); cached in "
+                             "<work_dir>/demo_corpus[_holdout_<engine>]_<set>. README: Demo, robustness")
     parser.add_argument("--demo_augment", default=None, action=argparse.BooleanOptionalAction,
                         help="speed, reverberation and noise augmentation in training (default: off; written to "
                              "<demo corpus>/perturb.yaml; --perturb_config replaces it). README: Demo, robustness")
