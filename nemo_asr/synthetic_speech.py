@@ -231,6 +231,10 @@ def synthesize(job):
 
 def plan(args, engines):
     """All jobs, derived from the seed only (so the corpus is deterministic)."""
+    if set(VOICE_SETS[args.voice_set][1]) & set(accented_voices.VOICES) and \
+            args.festival_share + args.accented_share > 1:
+        raise UserError(f"--festival_share {args.festival_share} and --accented_share {args.accented_share} add up to "
+                        f"more than all of the training utterances; lower one of them")
     rng = random.Random(args.seed)
     sizes = {"train": args.train, "dev": args.dev, "test": args.test}
     used, jobs = set(), []
@@ -255,9 +259,17 @@ def plan(args, engines):
                                                                      or ["festival"])[0]
                 if "flite" in engines_here and "espeak" in engines_here and not args.holdout_engine:
                     engine = "flite" if rng.random() < args.flite_share else "espeak"
-                if "festival" in engines_here and len(engines_here) > 1 and rng.random() < args.festival_share:
-                    engine = "festival"
-                voice = rng.choice([v for v in voices if v[0] == engine])
+                pool = [v for v in voices if v[0] == engine]
+                if "festival" in engines_here and len(engines_here) > 1:
+                    draw = rng.random()  # one draw: the English voice at --festival_share, then the accented ones
+                    festival = [v for v in voices if v[0] == "festival"]
+                    english = [v for v in festival if v[1] not in accented_voices.VOICES]
+                    accented = [v for v in festival if v[1] in accented_voices.VOICES]
+                    if draw < args.festival_share and english:
+                        pool = english
+                    elif accented and draw < args.festival_share + args.accented_share:
+                        pool = accented
+                voice = rng.choice(pool)
             else:
                 voice = voices[count % len(voices)]
             rate = rng.uniform(0.8, 1.25)
@@ -282,6 +294,7 @@ def config_hash(args, engines):
         keys["festival_share"] = args.festival_share
     if set(VOICE_SETS[args.voice_set][1]) & set(accented_voices.VOICES):  # a changed phone map rebuilds the corpus
         keys["phone_maps"] = accented_voices.maps_digest()
+        keys["accented_share"] = args.accented_share
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -422,8 +435,8 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--noise_prob", type=float, default=0.3, help="share of utterances with white noise")
     parser.add_argument("--snr_db", type=float, nargs=2, default=(15.0, 40.0))
-    parser.add_argument("--flite_share", type=float, default=0.1, help="share of training utterances from flite")
-    parser.add_argument("--festival_share", type=float, default=0.2,
+    parser.add_argument("--flite_share", type=share, default=0.1, help="share of training utterances from flite")
+    parser.add_argument("--festival_share", type=share, default=0.2,
                         help="share of training utterances from festival's voices (voice sets recorded and "
                              "accented only; "
                              "--flite_share then applies to the rest)")
@@ -436,10 +449,21 @@ def parse_args(argv=None):
                         help="training voices: base (14 espeak-ng variants, default), wide (49: 35 more speakers) "
                              "recorded (wide plus festival's ked, a voice made from recorded speech, at "
                              "--festival_share) or accented (recorded plus festival's two Italian, four Czech and "
-                             "two Finnish voices speaking English, sharing --festival_share with ked)")
+                             "two Finnish voices speaking English, at --accented_share)")
+    parser.add_argument("--accented_share", type=share, default=0.2,
+                        help="share of training utterances from festival's accented voices (voice set accented "
+                             "only; on top of --festival_share, whose sum must stay at most 1)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     add_debug_flag(parser)
     return parser.parse_args(argv)
+
+
+def share(text):
+    """argparse type: a share of the training utterances, 0 to 1."""
+    value = float(text)
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
+    return value
 
 
 def count(text):

@@ -279,6 +279,21 @@ def test_accented_voices_map_each_english_syllable_to_the_voice_s_phones():
     assert map_syllable("hy_fi_mv_diphone", ["th", "ih", "ng"], 0) == ["T", "i", "N"]
     tables = {id(table): table for table, _, _ in VOICES.values()}.values()
     assert len(tables) == 3 and all(set(t) == set(next(iter(tables))) for t in tables)  # the same English phones
+    # shares: each 0-1, and the English and accented festival voices together at most all of training
+    from nemo_asr.synthetic_speech import parse_args, plan
+    from nemo_core.utils.cli import UserError
+
+    with pytest.raises(SystemExit):
+        parse_args(["--output_dir", "x", "--accented_share", "1.5"])
+    args = parse_args(["--output_dir", "x", "--voice_set", "accented", "--festival_share", "0.7", "--accented_share",
+                       "0.5"])
+    with pytest.raises(UserError, match="add up to more than all"):
+        plan(args, ["espeak", "flite", "festival"])
+    args.festival_share, args.accented_share = 0.1, 0.3
+    train = [job[2] for split, job in plan(args, ["espeak", "flite", "festival"]) if split == "train"]
+    ked = sum(v[1] == "ked_diphone" for v in train) / len(train)
+    accented = sum(v[1] in VOICES for v in train) / len(train)
+    assert 0.07 < ked < 0.13 and 0.26 < accented < 0.34, (ked, accented)
 
 
 HAVE_ACCENTED = bool(shutil.which("festival")) and all(
@@ -319,13 +334,15 @@ def test_accented_voices_say_every_corpus_word_with_their_own_phones_and_the_map
                           '(set! u (utt.synth (Utterance Text "thursday")))',
                           "(print (mapcar item.name (utt.relation.items u 'Segment)))")[-1]
     assert said.split()[1:4] == ['"t"', '"e1"', '"r"'], said
-    # the corpus: the accented voices share --festival_share with ked, each with its lexicon; dev and test as before
+    # the corpus: the accented voices at --accented_share, each with its lexicon; dev and test as before
     run("make_synthetic_speech.py", "--output_dir", tmp_path / "c", "--train", 24, "--dev", 1, "--test", 1,
-        "--voice_set", "accented", "--festival_share", 1, "--engines", "espeak", "festival", "--workers", 2)
+        "--voice_set", "accented", "--festival_share", 0, "--accented_share", 1, "--engines", "espeak", "festival",
+        "--workers", 2)
     train = rows(tmp_path / "c" / "train_manifest.json")
     voices = {r["voice"] for r in train}
     assert {v.split(":")[0] for v in voices} == {"festival"} and len(voices) >= 6, voices
     assert all(r["duration"] > 1.0 for r in train)
+    assert "festival:ked_diphone" not in voices
     assert sorted(os.listdir(tmp_path / "c" / "lexicons")) == sorted(f"{v}.scm" for v in VOICES)
     assert {r["voice"].split(":")[0] for r in rows(tmp_path / "c" / "dev_manifest.json")} == {"espeak"}
 

@@ -71,7 +71,7 @@ def build_parser():
                         help="training voices of the demo corpus: base (14 espeak-ng variants, default), wide "
                              "(49), recorded (wide plus festival's ked, a voice made from recorded speech, for "
                              "20 %% of training) or accented (recorded plus eight Italian, Czech and Finnish "
-                             "festival voices speaking English, sharing the 20 %%); cached in "
+                             "festival voices speaking English, for another 20 %%); cached in "
                              "<work_dir>/demo_corpus[_holdout_<engine>]_<set>. README: Demo, robustness")
     parser.add_argument("--demo_augment", default=None, action=argparse.BooleanOptionalAction,
                         help="speed, reverberation and noise augmentation in training (default: off; written to "
