@@ -12,6 +12,9 @@ Measured with the demo model trained on the ``recorded`` voice set (26 epochs): 
 mapped pronunciations gave 59 % greedy WER against 75 % for the Italian voice reading the text itself, and 80 %
 against 90 % for the Czech one.
 
+Trained on in the demo's engine-holdout split (``--demo_voice_set accented``), they made greedy WER on flite's
+unheard voices better and beam search with an LM worse (README, *Robustness*).
+
 Pitch: these voices have their own intonation models, which do not read ``int_lr_params``, so the corpus's
 per-utterance pitch does not apply to them; the speaking rate does (``Duration_Stretch``).
 """
