@@ -109,7 +109,7 @@ WIDE_ESPEAK_VARIANTS = ["m8", "klatt3", "klatt4", "klatt6", "adam", "Alex", "Ali
 # voice here but flite's is formant synthesis). Festival's two other English voices in Debian's main archive,
 # kal and slt, are speakers flite has too, so they would leak flite's voices into an engine-holdout split.
 FESTIVAL_VOICES = ["ked_diphone"]
-# ``--voice_set accented`` adds eight more speakers recorded from real voices: festival's Italian, Czech and Finnish
+# ``--voice_set accented`` adds seven more speakers recorded from real voices: festival's Italian, Czech and Finnish
 # voices reading the corpus's English words through a phone map (``nemo_asr.accented_voices``)
 ACCENTED_VOICES = list(accented_voices.VOICES)
 # name: (espeak-ng variants, festival voices) for training
@@ -172,9 +172,16 @@ def festival_command(voice, rate, pitch, output, lexicon=None):
                      "(model_f0_mean 170) (model_f0_std 34)))", "-o", output]
 
 
+def has_accented(voice_set):
+    """Whether ``voice_set`` trains on accented voices (``nemo_asr.accented_voices``)."""
+    return bool(set(VOICE_SETS[voice_set][1]) & set(accented_voices.VOICES))
+
+
 def lexicon_path(output_dir, voice):
     """Where a corpus keeps the English pronunciations of an accented voice (None for any other voice)."""
-    return os.path.join(output_dir, "lexicons", f"{voice}.scm") if voice in accented_voices.VOICES else None
+    if voice not in accented_voices.VOICES:
+        return None
+    return os.path.join(os.path.abspath(output_dir), "lexicons", f"{voice}.scm")  # absolute: -eval runs "(..." as code
 
 
 def write_lexicons(output_dir, voices):
@@ -231,8 +238,7 @@ def synthesize(job):
 
 def plan(args, engines):
     """All jobs, derived from the seed only (so the corpus is deterministic)."""
-    if set(VOICE_SETS[args.voice_set][1]) & set(accented_voices.VOICES) and \
-            args.festival_share + args.accented_share > 1:
+    if has_accented(args.voice_set) and args.festival_share + args.accented_share > 1:
         raise UserError(f"--festival_share {args.festival_share} and --accented_share {args.accented_share} add up to "
                         f"more than all of the training utterances; lower one of them")
     rng = random.Random(args.seed)
@@ -247,6 +253,8 @@ def plan(args, engines):
             raise UserError(f"No voices for the {split} split with engines {', '.join(engines)}; the held-out "
                             f"voices of dev and test are espeak-ng voices: install espeak-ng or include it in "
                             f"--engines")
+        english = [v for v in voices if v[0] == "festival" and v[1] not in accented_voices.VOICES]
+        accented = [v for v in voices if v[0] == "festival" and v[1] in accented_voices.VOICES]
         count = 0
         while count < sizes[split]:
             sentence = make_sentence(rng)
@@ -262,9 +270,6 @@ def plan(args, engines):
                 pool = [v for v in voices if v[0] == engine]
                 if "festival" in engines_here and len(engines_here) > 1:
                     draw = rng.random()  # one draw: the English voice at --festival_share, then the accented ones
-                    festival = [v for v in voices if v[0] == "festival"]
-                    english = [v for v in festival if v[1] not in accented_voices.VOICES]
-                    accented = [v for v in festival if v[1] in accented_voices.VOICES]
                     if draw < args.festival_share and english:
                         pool = english
                     elif accented and draw < args.festival_share + args.accented_share:
@@ -292,7 +297,7 @@ def config_hash(args, engines):
         keys["voice_set"] = args.voice_set
     if VOICE_SETS[args.voice_set][1]:
         keys["festival_share"] = args.festival_share
-    if set(VOICE_SETS[args.voice_set][1]) & set(accented_voices.VOICES):  # a changed phone map rebuilds the corpus
+    if has_accented(args.voice_set):  # a changed phone map rebuilds the corpus
         keys["phone_maps"] = accented_voices.maps_digest()
         keys["accented_share"] = args.accented_share
     return hashlib.sha256(json.dumps(keys, sort_keys=True).encode()).hexdigest()[:16]
@@ -327,7 +332,7 @@ def _check_festival(args, engines):
     voices = VOICE_SETS[args.voice_set][1]
     if not voices:
         return
-    packages = ["festival", "festvox-kdlpc16k"] + (accented_voices.PACKAGES if args.voice_set == "accented" else [])
+    packages = ["festival", "festvox-kdlpc16k"] + (accented_voices.PACKAGES if has_accented(args.voice_set) else [])
     install = f"run scripts/install_system_deps.sh (apt-get install {' '.join(packages)})"
     if "festival" not in engines:
         raise UserError(f"--voice_set {args.voice_set} needs festival (text2wave) with its voices "
@@ -358,7 +363,7 @@ def build(args):
     jobs = plan(args, engines)  # first: settings it refuses leave no folders behind
     for split in manifests:
         os.makedirs(os.path.join(args.output_dir, split), exist_ok=True)
-    write_lexicons(args.output_dir, VOICE_SETS[args.voice_set][1] if "festival" in engines else [])
+    write_lexicons(args.output_dir, VOICE_SETS[args.voice_set][1])  # _check_festival: festival is there
     rows = {s: [] for s in manifests}
     from tqdm import tqdm
 
@@ -446,10 +451,10 @@ def parse_args(argv=None):
                         help="split by engine: train on the other engine's voices, dev/test on this one's "
                              "(a robustness split; default: held-out espeak accents and variants)")
     parser.add_argument("--voice_set", default="base", choices=sorted(VOICE_SETS),
-                        help="training voices: base (14 espeak-ng variants, default), wide (49: 35 more speakers) "
+                        help="training voices: base (14 espeak-ng variants, default), wide (49: 35 more speakers), "
                              "recorded (wide plus festival's ked, a voice made from recorded speech, at "
                              "--festival_share) or accented (recorded plus festival's two Italian, four Czech and "
-                             "two Finnish voices speaking English, at --accented_share)")
+                             "one Finnish voice speaking English, at --accented_share)")
     parser.add_argument("--accented_share", type=share, default=0.2,
                         help="share of training utterances from festival's accented voices (voice set accented "
                              "only; on top of --festival_share, whose sum must stay at most 1)")

@@ -4,7 +4,7 @@
 # --demo_voice_set recorded; its Italian, Czech and Finnish voices only for
 # --demo_voice_set accented), and chromium for the browser test of nemo-serve's page. Runs apt-get (as root, or through sudo when available).
 set -euo pipefail
-accented="festvox-itapc16k festvox-italp16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-suopuhe-lj festvox-suopuhe-mv"
+accented="festvox-itapc16k festvox-italp16k festvox-czech-dita festvox-czech-krb festvox-czech-machac festvox-czech-ph festvox-suopuhe-mv"
 packages="espeak-ng flite festival festvox-kdlpc16k $accented chromium"
 missing=""
 for p in $packages; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done

@@ -70,7 +70,7 @@ def build_parser():
     parser.add_argument("--demo_voice_set", default=None, choices=["base", "wide", "recorded", "accented"],
                         help="training voices of the demo corpus: base (14 espeak-ng variants, default), wide "
                              "(49), recorded (wide plus festival's ked, a voice made from recorded speech, for "
-                             "20 %% of training) or accented (recorded plus eight Italian, Czech and Finnish "
+                             "20 %% of training) or accented (recorded plus seven Italian, Czech and Finnish "
                              "festival voices speaking English, for another 20 %%); cached in "
                              "<work_dir>/demo_corpus[_holdout_<engine>]_<set>. README: Demo, robustness")
     parser.add_argument("--demo_augment", default=None, action=argparse.BooleanOptionalAction,
