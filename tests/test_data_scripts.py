@@ -268,6 +268,21 @@ def test_recorded_voice_set_trains_on_festival_too_and_still_holds_flite_out(tmp
     assert 0.1 < engines.count("festival") / len(engines) < 0.3 and engines.count("espeak") == 0
 
 
+def test_the_plans_of_published_corpora_do_not_change():
+    """The demo corpora behind the README's figures are rebuilt from their seed: their plans (sentence, voice,
+    rate, pitch, noise of every utterance) must stay what they were when measured (digests from commit f8b56da)."""
+    import hashlib
+
+    from nemo_asr.synthetic_speech import parse_args, plan
+
+    expected = {("base", None): "3c87e6f0c3aa", ("wide", None): "b79bd7369b69", ("recorded", "flite"): "543782fc6366"}
+    for (voice_set, holdout), digest in expected.items():
+        argv = ["--output_dir", "corpus", "--train", "3000", "--voice_set", voice_set]
+        jobs = plan(parse_args(argv + (["--holdout_engine", holdout] if holdout else [])), ["espeak", "flite", "festival"])
+        text = json.dumps([(split, list(job[:7])) for split, job in jobs])
+        assert hashlib.sha256(text.encode()).hexdigest()[:12] == digest, voice_set
+
+
 def test_accented_voices_map_each_english_syllable_to_the_voice_s_phones():
     from nemo_asr.accented_voices import _TABLES, VOICES, lexicon_entries, map_syllable, map_word
 
