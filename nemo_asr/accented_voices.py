@@ -2,8 +2,8 @@
 
 Festival's only English voices in Debian's main archive are ``ked`` and two speakers flite has too. Its Italian,
 Czech and Finnish voices are diphone voices cut from recordings of more people; seven of them are used here
-(two women and a boy among them). They they read English text with their own language's letter-to-sound rules ("knight" as
-k-n-i-g-h-t). Here each English word of the corpus gets a pronunciation instead: its phones from festival's
+(two women and a boy among them). They read English text with their own language's letter-to-sound rules
+("knight" as k-n-i-g-h-t). Here each English word of the corpus gets a pronunciation instead: its phones from festival's
 CMU lexicon (``festlex-cmu``), mapped phone by phone to the nearest phones of the voice's language, and added to
 the voice's lexicon before it speaks. The result is English with a foreign accent (no "th", no schwa in
 Italian, Czech ``w`` as ``v``...), in the speaker's own voice, with the voice's own rhythm and melody.
@@ -99,12 +99,12 @@ def cmu_pronunciations(words):
     if result.returncode != 0:
         last = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else f"exit status {result.returncode}"
         raise UserError(f"festival failed looking words up in its CMU lexicon ({last}); "
-                           f"install festival and festlex-cmu (scripts/install_system_deps.sh)")
+                        f"install festival and festlex-cmu (scripts/install_system_deps.sh)")
     missing = [w for w in words if not pronunciations.get(w)]
     if missing:
         raise UserError(f"festival's CMU lexicon gave no pronunciation for {', '.join(missing[:5])}"
-                           f"{' and others' if len(missing) > 5 else ''}; install festlex-cmu "
-                           f"(scripts/install_system_deps.sh)")
+                        f"{' and others' if len(missing) > 5 else ''}; install festlex-cmu "
+                        f"(scripts/install_system_deps.sh)")
     return pronunciations
 
 
@@ -147,7 +147,7 @@ def map_word(voice, syllables):
     repair = _WORD_REPAIRS[VOICES[voice][0]]
     if repair and mapped:
         kind, where, sound = repair
-        if kind == "final" and mapped[-1][0][-1].rstrip("1") in where:
+        if kind == "final" and mapped[-1][0][-1] in where:  # consonants: never marked "1"
             mapped[-1] = (mapped[-1][0] + [sound], mapped[-1][1])
         elif kind == "glide":
             before, after = where
