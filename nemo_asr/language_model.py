@@ -7,15 +7,20 @@ Needs the ``lm`` extra (``pyctcdecode``, ``kenlm``) for decoding; the LM
 itself is estimated in pure Python (``parts/ngram_lm.py``).
 """
 import itertools
+import logging
 import os
 
 from .inference import DEFAULT_PRUNING, beam_decoder, beam_search
 from .metrics import word_error_rate
 from .parts.ngram_lm import KneserNeyLM, NgramError
 
-# alpha (LM weight) and beta (word bonus) tried by default: 9 pairs, enough for a small LM
+# alpha (LM weight) and beta (word bonus) tried first: 9 pairs, enough for a small LM; the grid then grows
+# past an edge while the best pair sits on it (``grid_search(grow=...)``), up to DEFAULT_GROW rounds
 DEFAULT_ALPHAS = (1.0, 1.5, 2.5)
 DEFAULT_BETAS = (0.5, 2.0, 4.0)
+DEFAULT_GROW = 3
+
+logger = logging.getLogger(__name__)
 
 
 def write_transcript_lm(texts, path, order=3):
@@ -28,29 +33,73 @@ def write_transcript_lm(texts, path, order=3):
     return path, len(sentences), sum(len(s) for s in sentences)
 
 
-def grid_search(decoder, log_probs, references, alphas, betas, on_result=None, progress=True):
+def grown(values, best, lowest=None):
+    """The values a grid axis gains when its best value is at one of its ends: one more step beyond
+    that end, the step being the spacing of the two values there (``(1, 1.5, 2.5)`` with the best at
+    1 gains 0.5; at 2.5 it gains 3.5). Never below ``lowest`` (clipped to it once, then no further);
+    nothing for an axis of fewer than two values or a best value inside the axis."""
+    values = sorted(values)
+    if len(values) < 2:
+        return []
+    if best == values[0]:
+        step = values[0] - (values[1] - values[0])
+        if lowest is not None and step < lowest:
+            step = lowest if values[0] > lowest else None
+    elif best == values[-1]:
+        step = values[-1] + (values[-1] - values[-2])
+    else:
+        return []
+    return [] if step is None else [round(step, 6)]
+
+
+def grid_search(decoder, log_probs, references, alphas, betas, on_result=None, progress=True, grow=0):
     """WER of beam search (``decoder``, from ``nemo_asr.inference.beam_decoder``) for every
     ``(alpha, beta)`` pair over ``log_probs`` (list of (T, C) tensors) against ``references``.
 
-    The LM stays loaded; only its weights change. Returns ``[{"alpha", "beta", "wer"}]`` in grid
-    order; ``on_result(row)`` is called after each pair (e.g. to print it).
+    The LM stays loaded; only its weights change. ``grow``: up to that many more rounds in which,
+    while the best pair so far lies on an edge of the grid, that axis gains one more value beyond the
+    edge (``grown``; alpha never below 0) and only the new pairs are decoded -- a fixed grid whose
+    best pair sits at its edge has not found the best weights. Returns ``[{"alpha", "beta", "wer"}]``
+    in the order decoded (the first grid in ``itertools.product`` order, then each round's new pairs);
+    the best is the first row of least WER, so a pair found by growing must beat the earlier ones.
+    ``on_result(row)`` is called after each pair (e.g. to print it).
     """
     from tqdm import tqdm
 
-    results = []
-    for alpha, beta in tqdm(list(itertools.product(alphas, betas)), desc="alpha/beta grid", unit="pair",
-                            leave=False, disable=None if progress else True):
-        decoder.set_weights(alpha, beta)
-        texts = beam_search(log_probs, decoder=decoder, progress=False)
-        results.append({"alpha": alpha, "beta": beta, "wer": word_error_rate(texts, references)[0]})
-        if on_result is not None:
-            on_result(results[-1])
+    alphas, betas = sorted(set(alphas)), sorted(set(betas))
+    results, done = [], set()
+    with tqdm(total=0, desc="alpha/beta grid", unit="pair", leave=False,
+              disable=None if progress else True) as bar:
+        for round_ in itertools.count():
+            pending = [pair for pair in itertools.product(alphas, betas) if pair not in done]
+            bar.total += len(pending)
+            bar.refresh()
+            for alpha, beta in pending:
+                decoder.set_weights(alpha, beta)
+                texts = beam_search(log_probs, decoder=decoder, progress=False)
+                results.append({"alpha": alpha, "beta": beta, "wer": word_error_rate(texts, references)[0]})
+                done.add((alpha, beta))
+                bar.update()
+                if on_result is not None:
+                    on_result(results[-1])
+            best = min(results, key=lambda row: row["wer"])
+            more_alphas, more_betas = grown(alphas, best["alpha"], lowest=0.0), grown(betas, best["beta"])
+            if not more_alphas and not more_betas:
+                break
+            if round_ == grow:
+                if grow:
+                    logger.warning("alpha/beta grid: after %d rounds of growing, the best pair (alpha %g, beta %g) "
+                                   "still lies on the grid's edge; search further with scripts/tune_lm_params.py",
+                                   grow, best["alpha"], best["beta"])
+                break
+            alphas, betas = sorted(alphas + more_alphas), sorted(betas + more_betas)
     return results
 
 
 def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, betas=DEFAULT_BETAS, beam_width=16,
-                     num_cpus=None, progress=True, pruning=DEFAULT_PRUNING):
-    """Tune alpha/beta on ``runs[tune_on]``, then beam-search every run with the best pair.
+                     num_cpus=None, progress=True, pruning=DEFAULT_PRUNING, grow=DEFAULT_GROW):
+    """Tune alpha/beta on ``runs[tune_on]`` (``grid_search`` over ``alphas`` x ``betas``, growing past
+    an edge up to ``grow`` rounds), then beam-search every run with the best pair.
 
     ``runs``: ``{tag: {"log_probs": [(T, C) tensors], "references": [texts]}}`` (what
     ``Recognizer.run`` returns). Returns ``{"alpha", "beta", "beam_width", "grid", "wer": {tag: WER}}``;
@@ -62,7 +111,7 @@ def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, beta
                            pruning=pruning)
     try:
         grid = grid_search(decoder, runs[tune_on]["log_probs"], runs[tune_on]["references"], alphas, betas,
-                           progress=progress)
+                           progress=progress, grow=grow)
         best = min(grid, key=lambda row: row["wer"])
         decoder.set_weights(best["alpha"], best["beta"])
         wers = {tune_on: best["wer"]}
@@ -72,5 +121,6 @@ def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, beta
                 wers[tag] = word_error_rate(texts, run["references"])[0]
     finally:
         decoder.close()
-    return {"alpha": best["alpha"], "beta": best["beta"], "beam_width": beam_width, "pruning": dict(pruning), "grid": grid,
+    return {"alpha": best["alpha"], "beta": best["beta"], "beam_width": beam_width, "pruning": dict(pruning),
+            "grow": grow, "grid": grid,
             "wer": {tag: wers[tag] for tag in runs}}

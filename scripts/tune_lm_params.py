@@ -1,7 +1,9 @@
 #!/usr/bin/env python
 """Grid-search the LM weight (alpha) and word bonus (beta) for beam search
 over log-probs saved by ``jasper_infer.py --save_logprobs``; prints every
-pair's WER and the best one. The LM loads once; a progress bar (stderr, on a
+pair's WER and the best one. While the best pair lies on an edge of the
+grid, the grid grows one step beyond that edge (``--grow`` rounds at most;
+alpha never below 0). The LM loads once; a progress bar (stderr, on a
 terminal) counts the grid. Errors are one line on stderr with exit status 1
 (``--debug`` shows the traceback).
 """
@@ -16,7 +18,7 @@ import torch
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from nemo_asr.inference import add_pruning_args, beam_decoder, pruning_options  # noqa: E402
-from nemo_asr.language_model import grid_search  # noqa: E402
+from nemo_asr.language_model import DEFAULT_GROW, grid_search  # noqa: E402
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
 
 SAVED_KEYS = ("log_probs", "references", "labels")
@@ -55,6 +57,9 @@ def main(argv=None):
     parser.add_argument("--dataset", default=None, help="which saved dataset (default: the first)")
     parser.add_argument("--alpha", type=float, nargs=3, default=(0.0, 2.0, 0.5), metavar=("START", "STOP", "STEP"))
     parser.add_argument("--beta", type=float, nargs=3, default=(0.0, 2.0, 0.5), metavar=("START", "STOP", "STEP"))
+    parser.add_argument("--grow", type=int, default=DEFAULT_GROW,
+                        help="at most this many rounds that extend the grid one STEP beyond an edge while the best "
+                             "pair lies on it (0: exactly the grid given; default: %(default)s)")
     parser.add_argument("--beam_width", type=int, default=32)
     parser.add_argument("--num_cpus", type=int, default=os.cpu_count() or 1)
     add_pruning_args(parser)
@@ -69,6 +74,8 @@ def tune(args):
     from tqdm import tqdm
 
     alphas, betas = grid(args.alpha, "--alpha"), grid(args.beta, "--beta")
+    if args.grow < 0:
+        raise UserError(f"--grow {args.grow}: give 0 (exactly the grid given) or more")
     pruning = pruning_options(args)
     if args.output:
         folder = os.path.dirname(os.path.abspath(args.output))
@@ -85,7 +92,8 @@ def tune(args):
         sys.stdout.flush()
 
     try:
-        results = grid_search(decoder, data["log_probs"], data["references"], alphas, betas, on_result=show)
+        results = grid_search(decoder, data["log_probs"], data["references"], alphas, betas, on_result=show,
+                              grow=args.grow)
     finally:
         decoder.close()
     best = min(results, key=lambda r: r["wer"])

@@ -112,8 +112,8 @@ def test_infer_with_language_model_and_tuning(trained, tmp_path):
     assert wer["greedy_wer"] <= 0.1 and wer["beam_wer"] <= 0.1
     assert "| train_manifest | 30 |" in result.stdout
     tuned = run(os.path.join(SCRIPTS, "tune_lm_params.py"), "--logprobs", saved, "--lm_path", lm,
-                "--alpha", 0, 1, 1, "--beta", 0, 1, 1, "--beam_width", 4, "--num_cpus", 1)
-    assert tuned.stdout.count("WER") == 5 and "best: alpha" in tuned.stdout
+                "--alpha", 0, 1, 1, "--beta", 0, 1, 1, "--beam_width", 4, "--num_cpus", 1, "--grow", 0)
+    assert tuned.stdout.count("WER") == 5 and "best: alpha" in tuned.stdout  # exactly the 2 x 2 grid
 
 
 @pytest.mark.slow

@@ -208,6 +208,7 @@ def test_missing_manifest_is_one_line_and_creates_nothing(tmp_path, capsys):
     (["--lm_order", "1"], ["--lm_order 1", "order 2 or more"]),
     (["--lm_order", "3"], ["--lm_order needs an eval set"]),
     (["--lm_order", "3", "--eval_datasets", "EVAL", "--beam_width", "0"], ["--beam_width 0"]),
+    (["--lm_order", "3", "--eval_datasets", "EVAL", "--lm_grid_grow", "-1"], ["--lm_grid_grow -1"]),
 ])
 def test_lm_options_are_checked_before_anything_is_built(tmp_path, capsys, extra, words):
     train = write_manifest(tmp_path / "train.json", an4_rows(count=2))

@@ -242,3 +242,5 @@ def test_lm_tools_errors_are_one_line_and_build_shows_progress(tmp_path, capsys,
                    "nope.arpa does not exist")
     one_line_error(capsys, tune.main, ["--logprobs", tmp_path / "lp.pt", "--lm_path", tmp_path / "lm.arpa",
                                        "--dataset", "test"], "--dataset test", "holds dev")
+    one_line_error(capsys, tune.main, ["--logprobs", tmp_path / "lp.pt", "--lm_path", tmp_path / "lm.arpa",
+                                       "--grow", "-2"], "--grow -2")

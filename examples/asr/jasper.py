@@ -27,6 +27,7 @@ import nemo_asr
 from nemo_asr.ctc_graph import ctc_graph
 from nemo_asr.helpers import monitor_asr_train_progress, process_evaluation_batch, process_evaluation_epoch
 from nemo_asr.inference import add_pruning_args, pruning_options
+from nemo_asr.language_model import DEFAULT_GROW
 from nemo_asr.model_config import data_layer_arguments, load_model_config, modules_from_config
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors
 
@@ -82,9 +83,13 @@ def build_parser(description=__doc__, default_config=None):
     add("--eval_freq", type=int, default=None, help="steps between evaluations (default: every epoch)")
     add("--lm_order", type=int, default=0,
         help="after training, estimate an N-gram LM (modified Kneser-Ney) from the training transcripts, tune "
-             "beam-search alpha/beta (3 x 3 grid) on the first eval set and add beam + LM WER to the final table "
+             "beam-search alpha/beta on the first eval set (a 3 x 3 grid that grows past an edge while the best pair "
+             "lies on it, see --lm_grid_grow) and add beam + LM WER to the final table "
              "(<exp_dir>/train_text_Ngram.arpa; needs the lm extra; default 0: off)")
     add("--beam_width", type=int, default=16, help="beam width for --lm_order (default: %(default)s)")
+    add("--lm_grid_grow", type=int, default=DEFAULT_GROW,
+        help="for --lm_order: at most this many rounds that extend the alpha/beta grid by one step beyond an "
+             "edge while the best pair lies on that edge (0: the fixed 3 x 3 grid; default: %(default)s)")
     add_pruning_args(parser)
     add("--log_freq", type=int, default=25, help="steps between training log lines")
     add("--random_seed", type=int, default=None)
@@ -180,6 +185,8 @@ def check_lm_options(args):
         raise UserError(f"--lm_order {args.lm_order}: an n-gram LM needs order 2 or more (0 turns it off)")
     if args.beam_width < 1:
         raise UserError(f"--beam_width {args.beam_width}: give 1 or more")
+    if args.lm_grid_grow < 0:
+        raise UserError(f"--lm_grid_grow {args.lm_grid_grow}: give 0 (the fixed grid) or more")
     if not (args.eval_datasets or args.final_eval_datasets):
         raise UserError("--lm_order needs an eval set (--eval_datasets) to tune the LM weights on")
     for package in ("pyctcdecode", "kenlm"):
@@ -400,7 +407,7 @@ def evaluate_with_transcript_lm(args, cfg, nf, exp_dir, modules, train_layer, ma
     nf.logger.info("Beam search + %d-gram LM from %d training transcripts (%d words): %s; alpha/beta tuned on %s",
                    args.lm_order, sentences, words, lm_path, tune_on)
     result = evaluate_with_lm(runs, recognizer.labels, lm_path, tune_on, beam_width=args.beam_width,
-                              pruning=pruning_options(args))
+                              pruning=pruning_options(args), grow=args.lm_grid_grow)
     result.update(lm_path=lm_path, order=args.lm_order, tuned_on=tune_on, seconds=time.perf_counter() - started,
                   greedy_wer={tag: word_error_rate(run["hypotheses"], run["references"])[0]
                               for tag, run in runs.items()})
