@@ -23,6 +23,30 @@ DEFAULT_GROW = 3
 logger = logging.getLogger(__name__)
 
 
+SAVED_KEYS = ("log_probs", "references", "labels")
+
+
+def load_saved_logprobs(path):
+    """``{dataset tag: {"log_probs", "references", "labels"}}`` from a file written by
+    ``jasper_infer.py --save_logprobs``; a missing, unreadable or foreign file is a ``UserError``
+    naming it (the reader of ``scripts/tune_lm_params.py`` and ``benchmarks/lm_search.py``)."""
+    import torch
+
+    from nemo_core.utils.cli import UserError
+
+    if not os.path.isfile(path):
+        raise UserError(f"--logprobs {path} does not exist: write it with jasper_infer.py --save_logprobs")
+    try:
+        saved = torch.load(path, weights_only=False)
+    except Exception as err:
+        raise UserError(f"--logprobs {path} cannot be read ({type(err).__name__}: {err}); "
+                        "is it a file written by jasper_infer.py --save_logprobs?") from err
+    if not isinstance(saved, dict) or not saved or not all(
+            isinstance(v, dict) and all(k in v for k in SAVED_KEYS) for v in saved.values()):
+        raise UserError(f"--logprobs {path} is not a file written by jasper_infer.py --save_logprobs")
+    return saved
+
+
 def write_transcript_lm(texts, path, order=3):
     """Estimate an ``order``-gram modified Kneser-Ney LM from ``texts`` (one transcript each,
     words separated by spaces) and write it as ARPA to ``path``; returns ``(path, sentences, words)``."""

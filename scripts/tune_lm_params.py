@@ -13,15 +13,12 @@ import os
 import sys
 
 import numpy as np
-import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from nemo_asr.inference import add_pruning_args, beam_decoder, pruning_options  # noqa: E402
-from nemo_asr.language_model import DEFAULT_GROW, grid_search  # noqa: E402
+from nemo_asr.language_model import DEFAULT_GROW, grid_search, load_saved_logprobs  # noqa: E402
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
-
-SAVED_KEYS = ("log_probs", "references", "labels")
 
 
 def grid(spec, flag):
@@ -29,24 +26,6 @@ def grid(spec, flag):
     if step <= 0 or stop < start:
         raise UserError(f"{flag} {start:g} {stop:g} {step:g}: give START <= STOP and a positive STEP")
     return [round(v, 4) for v in np.arange(start, stop + step / 2, step)]
-
-
-def load_saved(path, dataset):
-    """``(tag, {"log_probs", "references", "labels"})`` from a ``jasper_infer.py --save_logprobs`` file."""
-    if not os.path.isfile(path):
-        raise UserError(f"--logprobs {path} does not exist: write it with jasper_infer.py --save_logprobs")
-    try:
-        saved = torch.load(path, weights_only=False)
-    except Exception as err:
-        raise UserError(f"--logprobs {path} cannot be read ({type(err).__name__}: {err}); "
-                        "is it a file written by jasper_infer.py --save_logprobs?") from err
-    if not isinstance(saved, dict) or not saved or not all(
-            isinstance(v, dict) and all(k in v for k in SAVED_KEYS) for v in saved.values()):
-        raise UserError(f"--logprobs {path} is not a file written by jasper_infer.py --save_logprobs")
-    tag = dataset or next(iter(saved))
-    if tag not in saved:
-        raise UserError(f"--dataset {tag}: {path} holds {', '.join(saved)}")
-    return tag, saved[tag]
 
 
 def main(argv=None):
@@ -82,7 +61,11 @@ def tune(args):
         if os.path.isdir(args.output) or not os.path.isdir(folder):
             raise UserError(f"cannot write --output {args.output}: "
                             f"{'it is a folder' if os.path.isdir(args.output) else f'folder {folder} does not exist'}")
-    tag, data = load_saved(args.logprobs, args.dataset)
+    saved = load_saved_logprobs(args.logprobs)
+    tag = args.dataset or next(iter(saved))
+    if tag not in saved:
+        raise UserError(f"--dataset {tag}: {args.logprobs} holds {', '.join(saved)}")
+    data = saved[tag]
     # one decoder (the LM loads once); each grid point only changes its weights
     decoder = beam_decoder(data["labels"], args.lm_path, args.beam_width, alphas[0], betas[0],
                            num_cpus=args.num_cpus, pruning=pruning)

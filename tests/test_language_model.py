@@ -89,3 +89,32 @@ def test_the_grid_grows_past_an_edge_until_the_best_pair_is_inside(tmp_path, cap
 def test_no_words_is_a_clear_error(tmp_path):
     with pytest.raises(NgramError, match="No words in the 2 transcripts"):
         write_transcript_lm(["", " "], tmp_path / "lm.arpa")
+
+
+def test_lm_search_benchmark_compares_settings_on_saved_logprobs(tmp_path, capsys):
+    import json
+    import os
+    import sys
+
+    import torch
+
+    from conftest import REPO
+
+    sys.path.insert(0, os.path.join(REPO, "benchmarks"))
+    import lm_search
+
+    lm_path, _, _ = write_transcript_lm(TRAINING, tmp_path / "lm.arpa", order=2)
+    saved = {tag: dict(run, labels=LABELS) for tag, run in confused_runs().items()}  # as jasper_infer.py saves
+    torch.save(saved, tmp_path / "lp.pt")
+    out = tmp_path / "lm.json"
+    args = ["--logprobs", str(tmp_path / "lp.pt"), "--lm_path", str(lm_path), "--num_cpus", "1", "--out", str(out)]
+    rows = lm_search.main(args + ["--beam_widths", "4", "8", "--grow", "0", "2"])
+    assert [(row["beam_width"], row["grow"]) for row in rows] == [(4, 0), (4, 2), (8, 0), (8, 2)]
+    assert all(row["pairs"] == 9 for row in rows if row["grow"] == 0)  # the fixed 3 x 3 grid
+    assert all(row["pairs"] > 9 for row in rows if row["grow"] == 2)  # its best pair (alpha 1) sat on the edge
+    written = json.loads(out.read_text())
+    assert written["tuned_on"] == "dev" and [row["wer"] for row in written["rows"]] == [row["wer"] for row in rows]
+    assert "(tuned here)" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        lm_search.main(args + ["--tune_on", "train"])
+    assert stop.value.code == 1 and "--tune_on train" in capsys.readouterr().err
