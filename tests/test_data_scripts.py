@@ -427,10 +427,13 @@ def test_demo_runs_end_to_end_on_a_tiny_corpus(tmp_path):
     # beam search with a 3-gram LM from the training transcripts, tuned on dev, next to greedy
     lm = summary["beam_lm"]
     assert lm["order"] == 3 and lm["tuned_on"] == "dev_manifest" and set(lm["wer"]) == set(summary["eval"])
-    assert os.path.isfile(lm["lm_path"]) and len(lm["grid"]) == 9
+    assert os.path.isfile(lm["lm_path"]) and lm["grow"] == 3 and lm["beam_width"] == 64
+    # the 3 x 3 grid first, then any pairs grown past its edges
+    assert [(row["alpha"], row["beta"]) for row in lm["grid"][:9]] == [
+        (alpha, beta) for alpha in (1.0, 1.5, 2.5) for beta in (0.5, 2.0, 4.0)]
     # the LM pass recognises the same utterances with the same weights as the final evaluation
     assert lm["greedy_wer"] == {tag: row["wer"] for tag, row in summary["eval"].items()}
-    assert "beam 16 + 3-gram LM WER" in result.stdout and "(tuned here)" in result.stdout
+    assert "beam 64 + 3-gram LM WER" in result.stdout and "(tuned here)" in result.stdout
     # --demo_augment: trained with speed, the corpus's room impulses and noise; --demo_voice_set wide: its own corpus
     from ruamel.yaml import YAML
 

@@ -86,7 +86,7 @@ def build_parser(description=__doc__, default_config=None):
              "beam-search alpha/beta on the first eval set (a 3 x 3 grid that grows past an edge while the best pair "
              "lies on it, see --lm_grid_grow) and add beam + LM WER to the final table "
              "(<exp_dir>/train_text_Ngram.arpa; needs the lm extra; default 0: off)")
-    add("--beam_width", type=int, default=16, help="beam width for --lm_order (default: %(default)s)")
+    add("--beam_width", type=int, default=64, help="beam width for --lm_order (default: %(default)s, as jasper_infer.py)")
     add("--lm_grid_grow", type=int, default=DEFAULT_GROW,
         help="for --lm_order: at most this many rounds that extend the alpha/beta grid by one step beyond an "
              "edge while the best pair lies on that edge (0: the fixed 3 x 3 grid; default: %(default)s)")
