@@ -48,8 +48,12 @@ def run(args):
 
     if not os.path.isfile(args.lm_path):
         raise UserError(f"--lm_path {args.lm_path} does not exist")
-    if min(args.beam_widths) < 1 or min(args.grow) < 0:
-        raise UserError("--beam_widths must be 1 or more and --grow 0 or more")
+    if min(args.beam_widths) < 1:
+        raise UserError(f"--beam_widths {min(args.beam_widths)}: give widths of 1 or more")
+    if min(args.grow) < 0:
+        raise UserError(f"--grow {min(args.grow)}: give 0 (the fixed grid) or more")
+    if os.path.isdir(args.out):
+        raise UserError(f"cannot write --out {args.out}: it is a folder; give a file name")
     saved = load_saved_logprobs(args.logprobs)
     tune_on = args.tune_on or next(iter(saved))
     if tune_on not in saved:
@@ -62,14 +66,16 @@ def run(args):
         result = evaluate_with_lm(saved, labels, args.lm_path, tune_on, beam_width=beam, grow=grow,
                                   num_cpus=args.num_cpus, progress=False)
         rows.append({"beam_width": beam, "grow": grow, "alpha": result["alpha"], "beta": result["beta"],
-                     "pairs": len(result["grid"]), "seconds": time.perf_counter() - started,
+                     "pairs": len(result["grid"]), "on_edge": result["on_edge"],
+                     "seconds": time.perf_counter() - started,
                      "wer": result["wer"], "pruning": result["pruning"], "grid": result["grid"]})
     tags = list(saved)
     print(f"\n| beam | grow | alpha | beta | pairs | {' | '.join(f'{t} WER' for t in tags)} | seconds |")
     print("|---|---|---|---|---|" + "---|" * len(tags) + "---|")
     for row in rows:
         wers = " | ".join(f"{row['wer'][t] * 100:.2f}%{' (tuned here)' if t == tune_on else ''}" for t in tags)
-        print(f"| {row['beam_width']} | {row['grow']} | {row['alpha']:g} | {row['beta']:g} | {row['pairs']} "
+        edge = " (on the edge)" if row["on_edge"] else ""
+        print(f"| {row['beam_width']} | {row['grow']} | {row['alpha']:g} | {row['beta']:g}{edge} | {row['pairs']} "
               f"| {wers} | {row['seconds']:.0f} |")
     write_results(args.out, {"label": args.label, "logprobs": os.path.abspath(args.logprobs),
                              "lm_path": os.path.abspath(args.lm_path), "tuned_on": tune_on,

@@ -7,7 +7,6 @@ Needs the ``lm`` extra (``pyctcdecode``, ``kenlm``) for decoding; the LM
 itself is estimated in pure Python (``parts/ngram_lm.py``).
 """
 import itertools
-import logging
 import os
 
 from .inference import DEFAULT_PRUNING, beam_decoder, beam_search
@@ -19,8 +18,6 @@ from .parts.ngram_lm import KneserNeyLM, NgramError
 DEFAULT_ALPHAS = (1.0, 1.5, 2.5)
 DEFAULT_BETAS = (0.5, 2.0, 4.0)
 DEFAULT_GROW = 3
-
-logger = logging.getLogger(__name__)
 
 
 SAVED_KEYS = ("log_probs", "references", "labels")
@@ -61,7 +58,8 @@ def grown(values, best, lowest=None):
     """The values a grid axis gains when its best value is at one of its ends: one more step beyond
     that end, the step being the spacing of the two values there (``(1, 1.5, 2.5)`` with the best at
     1 gains 0.5; at 2.5 it gains 3.5). Never below ``lowest`` (clipped to it once, then no further);
-    nothing for an axis of fewer than two values or a best value inside the axis."""
+    nothing for an axis of fewer than two values, a best value inside the axis, or a step so small
+    that, rounded, it lands on a value the axis has."""
     values = sorted(values)
     if len(values) < 2:
         return []
@@ -73,7 +71,28 @@ def grown(values, best, lowest=None):
         step = values[-1] + (values[-1] - values[-2])
     else:
         return []
-    return [] if step is None else [round(step, 6)]
+    return [] if step is None or round(step, 6) in values else [round(step, 6)]
+
+
+def best_pair(rows):
+    """The first row of least WER among ``grid_search`` rows: a pair decoded later must beat, not tie,
+    the earlier ones."""
+    return min(rows, key=lambda row: row["wer"])
+
+
+def growth(rows):
+    """``(alphas, betas)`` the grid of ``rows`` would gain in one more round of growing (both empty
+    when its best pair lies inside the grid, or on an edge it cannot grow past: alpha 0)."""
+    best = best_pair(rows)
+    return (grown({row["alpha"] for row in rows}, best["alpha"], lowest=0.0),
+            grown({row["beta"] for row in rows}, best["beta"]))
+
+
+def on_edge(rows):
+    """Whether the best pair of ``rows`` still lies on an edge the grid could grow past: the best
+    weights may lie beyond the grid searched (grow it further or widen it)."""
+    more_alphas, more_betas = growth(rows)
+    return bool(more_alphas or more_betas)
 
 
 def grid_search(decoder, log_probs, references, alphas, betas, on_result=None, progress=True, grow=0):
@@ -84,9 +103,10 @@ def grid_search(decoder, log_probs, references, alphas, betas, on_result=None, p
     while the best pair so far lies on an edge of the grid, that axis gains one more value beyond the
     edge (``grown``; alpha never below 0) and only the new pairs are decoded -- a fixed grid whose
     best pair sits at its edge has not found the best weights. Returns ``[{"alpha", "beta", "wer"}]``
-    in the order decoded (the first grid in ``itertools.product`` order, then each round's new pairs);
-    the best is the first row of least WER, so a pair found by growing must beat the earlier ones.
-    ``on_result(row)`` is called after each pair (e.g. to print it).
+    in the order decoded: the grid of the sorted, distinct ``alphas`` x ``betas`` (alpha-major),
+    then each round's new pairs. The best is ``best_pair(rows)``; ``on_edge(rows)`` says whether it
+    still lies on an edge after the last round. ``on_result(row)`` is called after each pair (e.g. to
+    print it).
     """
     from tqdm import tqdm
 
@@ -94,7 +114,12 @@ def grid_search(decoder, log_probs, references, alphas, betas, on_result=None, p
     results, done = [], set()
     with tqdm(total=0, desc="alpha/beta grid", unit="pair", leave=False,
               disable=None if progress else True) as bar:
-        for round_ in itertools.count():
+        for round_ in range(grow + 1):
+            if round_:
+                more_alphas, more_betas = growth(results)
+                if not more_alphas and not more_betas:
+                    break
+                alphas, betas = sorted(alphas + more_alphas), sorted(betas + more_betas)
             pending = [pair for pair in itertools.product(alphas, betas) if pair not in done]
             bar.total += len(pending)
             bar.refresh()
@@ -106,27 +131,17 @@ def grid_search(decoder, log_probs, references, alphas, betas, on_result=None, p
                 bar.update()
                 if on_result is not None:
                     on_result(results[-1])
-            best = min(results, key=lambda row: row["wer"])
-            more_alphas, more_betas = grown(alphas, best["alpha"], lowest=0.0), grown(betas, best["beta"])
-            if not more_alphas and not more_betas:
-                break
-            if round_ == grow:
-                if grow:
-                    logger.warning("alpha/beta grid: after %d rounds of growing, the best pair (alpha %g, beta %g) "
-                                   "still lies on the grid's edge; search further with scripts/tune_lm_params.py",
-                                   grow, best["alpha"], best["beta"])
-                break
-            alphas, betas = sorted(alphas + more_alphas), sorted(betas + more_betas)
     return results
 
 
-def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, betas=DEFAULT_BETAS, beam_width=16,
+def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, betas=DEFAULT_BETAS, beam_width=64,
                      num_cpus=None, progress=True, pruning=DEFAULT_PRUNING, grow=DEFAULT_GROW):
     """Tune alpha/beta on ``runs[tune_on]`` (``grid_search`` over ``alphas`` x ``betas``, growing past
     an edge up to ``grow`` rounds), then beam-search every run with the best pair.
 
     ``runs``: ``{tag: {"log_probs": [(T, C) tensors], "references": [texts]}}`` (what
-    ``Recognizer.run`` returns). Returns ``{"alpha", "beta", "beam_width", "grid", "wer": {tag: WER}}``;
+    ``Recognizer.run`` returns). Returns ``{"alpha", "beta", "beam_width", "pruning", "grow", "on_edge",
+    "grid", "wer": {tag: WER}}`` (``on_edge``: the best pair still lies on an edge of the grown grid);
     the WER of ``tune_on`` is optimistic (its own tuning set), the others are not. ``pruning``: keyword
     arguments of ``BeamSearchDecoderWithLM`` (``cutoff_prob``, ``cutoff_top_n``, ``beam_prune_logp``).
     """
@@ -136,7 +151,7 @@ def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, beta
     try:
         grid = grid_search(decoder, runs[tune_on]["log_probs"], runs[tune_on]["references"], alphas, betas,
                            progress=progress, grow=grow)
-        best = min(grid, key=lambda row: row["wer"])
+        best = best_pair(grid)
         decoder.set_weights(best["alpha"], best["beta"])
         wers = {tune_on: best["wer"]}
         for tag, run in runs.items():
@@ -146,5 +161,5 @@ def evaluate_with_lm(runs, labels, lm_path, tune_on, alphas=DEFAULT_ALPHAS, beta
     finally:
         decoder.close()
     return {"alpha": best["alpha"], "beta": best["beta"], "beam_width": beam_width, "pruning": dict(pruning),
-            "grow": grow, "grid": grid,
+            "grow": grow, "on_edge": on_edge(grid), "grid": grid,
             "wer": {tag: wers[tag] for tag in runs}}

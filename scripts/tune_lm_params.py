@@ -17,7 +17,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from nemo_asr.inference import add_pruning_args, beam_decoder, pruning_options  # noqa: E402
-from nemo_asr.language_model import DEFAULT_GROW, grid_search, load_saved_logprobs  # noqa: E402
+from nemo_asr.language_model import DEFAULT_GROW, best_pair, grid_search, load_saved_logprobs, on_edge  # noqa: E402
 from nemo_core.utils.cli import UserError, add_debug_flag, one_line_errors  # noqa: E402
 
 
@@ -79,11 +79,14 @@ def tune(args):
                               grow=args.grow)
     finally:
         decoder.close()
-    best = min(results, key=lambda r: r["wer"])
+    best = best_pair(results)
     print(f"best: alpha {best['alpha']}, beta {best['beta']}, WER {best['wer'] * 100:.2f}% on {tag}")
+    if on_edge(results):
+        print(f"note: the best pair lies on an edge of the grid after {args.grow} rounds of growing; better weights "
+              "may lie beyond it (raise --grow or move --alpha/--beta)")
     if args.output:
         with open(args.output, "w") as handle:
-            json.dump({"dataset": tag, "grid": results, "best": best}, handle, indent=1)
+            json.dump({"dataset": tag, "grid": results, "best": best, "on_edge": on_edge(results)}, handle, indent=1)
     return best
 
 

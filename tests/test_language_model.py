@@ -59,9 +59,10 @@ def test_an_axis_grows_one_step_beyond_the_edge_its_best_value_is_on():
     assert grown((1.0, 1.5, 2.5), 1.5) == [] and grown((2.0,), 2.0) == []  # inside; one value: no spacing
     assert grown((0.25, 1.0), 0.25, lowest=0.0) == [0.0] and grown((0.0, 0.5), 0.0, lowest=0.0) == []
     assert grown((0.1, 0.2, 0.3), 0.3) == [0.4]  # rounded, not 0.4000000000000001
+    assert grown((0.1, 0.1000001), 0.1) == []  # a step that rounds onto a value the axis has adds nothing
 
 
-def test_the_grid_grows_past_an_edge_until_the_best_pair_is_inside(tmp_path, caplog):
+def test_the_grid_grows_past_an_edge_until_the_best_pair_is_inside(tmp_path):
     lm_path, _, _ = write_transcript_lm(TRAINING, tmp_path / "lm.arpa", order=2)
     runs = confused_runs()
 
@@ -78,12 +79,21 @@ def test_the_grid_grows_past_an_edge_until_the_best_pair_is_inside(tmp_path, cap
     # then the best pair is inside the grid and growing stops, one round before the limit
     assert sorted(pairs[4:9]) == [(0.25, -1.0), (0.25, 0.0), (0.25, 1.0), (0.5, -1.0), (0.75, -1.0)]
     assert sorted(pairs[9:]) == [(0.0, -1.0), (0.0, 0.0), (0.0, 1.0)]
+    # (0.25, 1.0) ties (0.25, 0.0) and comes later: the first of least WER is the best
     assert (result["alpha"], result["beta"], result["grow"]) == (0.25, 0.0, 3)
     assert result["wer"] == {"dev": 0.0, "test": 0.0}  # the grown grid found what the fixed one missed
-    assert not [r for r in caplog.records if "edge" in r.getMessage()]
-    limited = tune(1)  # one round: the best pair (alpha 0.25) is still on the edge, and the log says so
-    assert limited["alpha"] == 0.25 and len(limited["grid"]) == 9
-    assert "still lies on the grid's edge" in caplog.text and "tune_lm_params.py" in caplog.text
+    assert fixed["on_edge"] and not result["on_edge"]
+    limited = tune(1)  # one round: the best pair (alpha 0.25) is still on the edge, and the result says so
+    assert limited["alpha"] == 0.25 and len(limited["grid"]) == 9 and limited["on_edge"]
+
+
+def test_alpha_grows_down_to_zero_and_no_further(tmp_path):
+    lm_path, _, _ = write_transcript_lm(TRAINING, tmp_path / "lm.arpa", order=2)
+    result = evaluate_with_lm(confused_runs(), LABELS, str(lm_path), "dev", alphas=(0.3, 0.75), betas=(0.0,),
+                              beam_width=16, num_cpus=1, progress=False, pruning={}, grow=3)
+    # 0.3 is best, one step below it would be -0.15: the grid takes alpha 0 instead, then stops there
+    assert [row["alpha"] for row in result["grid"]] == [0.3, 0.75, 0.0]
+    assert result["alpha"] == 0.3 and not result["on_edge"]
 
 
 def test_no_words_is_a_clear_error(tmp_path):

@@ -86,7 +86,8 @@ def build_parser(description=__doc__, default_config=None):
              "beam-search alpha/beta on the first eval set (a 3 x 3 grid that grows past an edge while the best pair "
              "lies on it, see --lm_grid_grow) and add beam + LM WER to the final table "
              "(<exp_dir>/train_text_Ngram.arpa; needs the lm extra; default 0: off)")
-    add("--beam_width", type=int, default=64, help="beam width for --lm_order (default: %(default)s, as jasper_infer.py)")
+    add("--beam_width", type=int, default=64,
+        help="beam width for --lm_order (default: %(default)s, as jasper_infer.py)")
     add("--lm_grid_grow", type=int, default=DEFAULT_GROW,
         help="for --lm_order: at most this many rounds that extend the alpha/beta grid by one step beyond an "
              "edge while the best pair lies on that edge (0: the fixed 3 x 3 grid; default: %(default)s)")
@@ -411,8 +412,13 @@ def evaluate_with_transcript_lm(args, cfg, nf, exp_dir, modules, train_layer, ma
     result.update(lm_path=lm_path, order=args.lm_order, tuned_on=tune_on, seconds=time.perf_counter() - started,
                   greedy_wer={tag: word_error_rate(run["hypotheses"], run["references"])[0]
                               for tag, run in runs.items()})
-    nf.logger.info("Beam search + LM: alpha %.2f, beta %.2f, beam %d; %.0f s", result["alpha"], result["beta"],
-                   result["beam_width"], result["seconds"])
+    nf.logger.info("Beam search + LM: alpha %.2f, beta %.2f, beam %d; %d pairs tried; %.0f s", result["alpha"],
+                   result["beta"], result["beam_width"], len(result["grid"]), result["seconds"])
+    if result["on_edge"]:
+        nf.logger.warning("Beam search + LM: the best pair (alpha %g, beta %g) still lies on an edge of the alpha/beta "
+                          "grid after %d rounds of growing: better weights may lie beyond it (raise --lm_grid_grow, "
+                          "or search its log-probs with scripts/tune_lm_params.py)", result["alpha"], result["beta"],
+                          result["grow"])
     return result
 
 
