@@ -54,10 +54,7 @@ def run(args):
         raise UserError(f"--grow {min(args.grow)}: give 0 (the fixed grid) or more")
     if os.path.isdir(args.out):
         raise UserError(f"cannot write --out {args.out}: it is a folder; give a file name")
-    saved = load_saved_logprobs(args.logprobs)
-    tune_on = args.tune_on or next(iter(saved))
-    if tune_on not in saved:
-        raise UserError(f"--tune_on {tune_on}: {args.logprobs} holds {', '.join(saved)}")
+    saved, tune_on = load_saved_logprobs(args.logprobs, args.tune_on, flag="--tune_on")
     labels = saved[tune_on]["labels"]
     rows = []
     settings = [(beam, grow) for beam in args.beam_widths for grow in args.grow]

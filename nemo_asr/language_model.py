@@ -23,10 +23,12 @@ DEFAULT_GROW = 3
 SAVED_KEYS = ("log_probs", "references", "labels")
 
 
-def load_saved_logprobs(path):
-    """``{dataset tag: {"log_probs", "references", "labels"}}`` from a file written by
-    ``jasper_infer.py --save_logprobs``; a missing, unreadable or foreign file is a ``UserError``
-    naming it (the reader of ``scripts/tune_lm_params.py`` and ``benchmarks/lm_search.py``)."""
+def load_saved_logprobs(path, dataset=None, flag="--dataset"):
+    """``(saved, tag)`` from a file written by ``jasper_infer.py --save_logprobs``: ``saved`` is
+    ``{dataset tag: {"log_probs", "references", "labels"}}`` and ``tag`` is ``dataset``, or the first
+    saved one when it is None. A missing, unreadable or foreign file, or a ``dataset`` the file does
+    not hold (asked for with ``flag``), is a ``UserError`` naming it (the reader of
+    ``scripts/tune_lm_params.py`` and ``benchmarks/lm_search.py``)."""
     import torch
 
     from nemo_core.utils.cli import UserError
@@ -41,7 +43,10 @@ def load_saved_logprobs(path):
     if not isinstance(saved, dict) or not saved or not all(
             isinstance(v, dict) and all(k in v for k in SAVED_KEYS) for v in saved.values()):
         raise UserError(f"--logprobs {path} is not a file written by jasper_infer.py --save_logprobs")
-    return saved
+    tag = dataset or next(iter(saved))
+    if tag not in saved:
+        raise UserError(f"{flag} {tag}: {path} holds {', '.join(saved)}")
+    return saved, tag
 
 
 def write_transcript_lm(texts, path, order=3):

@@ -61,10 +61,7 @@ def tune(args):
         if os.path.isdir(args.output) or not os.path.isdir(folder):
             raise UserError(f"cannot write --output {args.output}: "
                             f"{'it is a folder' if os.path.isdir(args.output) else f'folder {folder} does not exist'}")
-    saved = load_saved_logprobs(args.logprobs)
-    tag = args.dataset or next(iter(saved))
-    if tag not in saved:
-        raise UserError(f"--dataset {tag}: {args.logprobs} holds {', '.join(saved)}")
+    saved, tag = load_saved_logprobs(args.logprobs, args.dataset)
     data = saved[tag]
     # one decoder (the LM loads once); each grid point only changes its weights
     decoder = beam_decoder(data["labels"], args.lm_path, args.beam_width, alphas[0], betas[0],
